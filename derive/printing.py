@@ -1,0 +1,268 @@
+"""The project's printers: the input grammar (text) and LaTeX.  There is one of each.
+
+* :func:`to_text` writes a result in the input grammar, so it can be pasted
+  back into ``python -m derive.expect``.
+* :func:`to_latex` writes LaTeX in the papers' notation: ``Lambda`` → ``\\Lambda``,
+  ``U11`` → ``U_{11}``, transposes ``^{\\top}``, traces ``\\operatorname{tr}``;
+  ``names`` overrides single names (``{"u": "u_{-1}"}``).
+
+Both accept a :class:`~derive.polynomial.Polynomial`, a sympy expression (whose
+traces are :class:`~derive.terms.Contraction` atoms), a sympy Matrix, or a
+string (already in the target format).
+
+>>> from derive.polynomial import expectation
+>>> p = expectation("x @ x.T @ A @ x @ x.T", gaussians={"x": "Lambda"})
+>>> print(to_latex(p))
+\\Lambda A \\Lambda + \\Lambda A^{\\top} \\Lambda + \\operatorname{tr}\\left(A \\Lambda\\right) \\Lambda
+"""
+
+from __future__ import annotations
+
+import re
+
+import sympy
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.str import StrPrinter
+
+from derive.terms import COL, LOOP, ROW
+
+GREEK = {
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",
+    "nu", "xi", "pi", "rho", "sigma", "tau", "phi", "chi", "psi", "omega",
+    "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega",
+}
+
+
+# ---------------------------------------------------------------- text (the input grammar)
+
+def letter_text(l) -> str:
+    base = l.name
+    if l.power == -1:
+        base = f"inv({base})"
+    elif l.power != 1:
+        p = l.power
+        base = f"{base}**{p.numerator}" if p.denominator == 1 and p > 0 else f"{base}**({p})"
+    return base + (".T" if l.transposed else "")
+
+
+def word_text(word) -> str:
+    return " @ ".join(letter_text(l) for l in word)
+
+
+def strand_text(strand) -> str:
+    """A canonical strand in the grammar; bilinear forms are parenthesized so they stay atomic."""
+    left, word, right = strand
+    if left == LOOP:
+        return f"tr({word_text(word)})"
+    parts = []
+    if left[0] == "vec":
+        parts.append(f"{left[1]}.T")
+    if word:
+        parts.append(word_text(word))
+    if right[0] == "vec":
+        parts.append(right[1])
+    text = " @ ".join(parts) if parts else "I"
+    return f"({text})" if left[0] == "vec" and right[0] == "vec" else text
+
+
+class GrammarPrinter(StrPrinter):
+    """sympy's str printer, restricted to what the input grammar parses."""
+
+    def _print_Pow(self, expr, rational=False):
+        exp = expr.exp
+        if exp.is_Rational and exp.q != 1:
+            return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'], strict=True)}**({exp.p}/{exp.q})"
+        return super()._print_Pow(expr, rational=False)
+
+    def _print_Rational(self, expr):
+        return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
+
+
+def _coef_text(coef: sympy.Expr) -> str:
+    return GrammarPrinter().doprint(coef)
+
+
+def chain_text(chain) -> str:
+    return " @ ".join(strand_text(s) for s in chain)
+
+
+def to_text(obj) -> str:
+    from derive.polynomial import Polynomial
+
+    if isinstance(obj, Polynomial):
+        return _poly_text(obj)
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, sympy.MatrixBase):
+        return str(obj.tolist())
+    return GrammarPrinter().doprint(obj)
+
+
+def _poly_text(poly) -> str:
+    if not poly.terms:
+        return "0" if poly.shape == (1, 1) else "0 * I"
+    pieces = []
+    for chain, coef in _ordered(poly.terms):
+        if not chain:
+            pieces.append(_coef_text(coef))
+            continue
+        body = chain_text(chain)
+        if coef == 1:
+            pieces.append(body)
+        elif coef == -1:
+            pieces.append(f"-{body}")
+        elif coef.is_Add:
+            pieces.append(f"({_coef_text(coef)}) * {body}")
+        else:
+            pieces.append(f"{_coef_text(coef)} * {body}")
+    text = pieces[0]
+    for piece in pieces[1:]:
+        text += f" - {piece[1:]}" if piece.startswith("-") else f" + {piece}"
+    return text
+
+
+def _ordered(terms: dict):
+    # deterministic: scalar part first, then chains by length and text
+    return sorted(terms.items(), key=lambda item: (len(item[0]), sum(len(s[1]) for s in item[0]), chain_text(item[0])))
+
+
+# ---------------------------------------------------------------- LaTeX
+
+def name_latex(name: str, names: dict | None = None) -> str:
+    if names and name in names:
+        return names[name]
+    match = re.fullmatch(r"([A-Za-z]+?)_?(\d+)", name)
+    base, sub = (match.group(1), match.group(2)) if match else (name, "")
+    if base in GREEK:
+        base = "\\" + base
+    elif len(base) > 1:
+        base = f"\\mathrm{{{base}}}"
+    return f"{base}_{{{sub}}}" if sub else base
+
+
+def letter_latex(l, names=None) -> str:
+    base = name_latex(l.name, names)
+    p = l.power
+    if p == 1:
+        return base + ("^{\\top}" if l.transposed else "")
+    if p == -1:
+        return base + ("^{-\\top}" if l.transposed else "^{-1}")
+    exponent = str(p.numerator) if p.denominator == 1 else f"{p.numerator}/{p.denominator}"
+    if l.transposed:
+        return f"\\left({base}^{{\\top}}\\right)^{{{exponent}}}"
+    return f"{base}^{{{exponent}}}"
+
+
+def word_latex(word, names=None) -> str:
+    return " ".join(letter_latex(l, names) for l in word)
+
+
+def strand_latex(strand, printer=None) -> str:
+    names = getattr(printer, "names", None)
+    left, word, right = strand
+    if left == LOOP:
+        return f"\\operatorname{{tr}}\\left({word_latex(word, names)}\\right)"
+    parts = []
+    if left[0] == "vec":
+        parts.append(name_latex(left[1], names) + "^{\\top}")
+    if word:
+        parts.append(word_latex(word, names))
+    if right[0] == "vec":
+        parts.append(name_latex(right[1], names))
+    return " ".join(parts) if parts else "I"
+
+
+class ProjectLatexPrinter(LatexPrinter):
+    """sympy's LaTeX printer with the project's names for symbols and traces."""
+
+    def __init__(self, names: dict | None = None):
+        super().__init__({"mul_symbol": None})
+        self.names = names or {}
+
+    def _print_Symbol(self, expr, style="plain"):
+        return name_latex(expr.name, self.names)
+
+
+def to_latex(obj, names: dict | None = None) -> str:
+    from derive.polynomial import Polynomial
+
+    if isinstance(obj, Polynomial):
+        return _poly_latex(obj, {**obj.decl.latex_names, **(names or {})})
+    if isinstance(obj, str):
+        return obj
+    return ProjectLatexPrinter(names).doprint(obj)
+
+
+def _poly_latex(poly, names) -> str:
+    printer = ProjectLatexPrinter(names)
+    if not poly.terms:
+        return "0"
+    pieces = []
+    for chain, coef in _ordered(poly.terms):
+        if not chain:
+            pieces.append(printer.doprint(coef))
+            continue
+        body = " ".join(strand_latex(s, printer) for s in chain)
+        if coef == 1:
+            pieces.append(body)
+        elif coef == -1:
+            pieces.append(f"-{body}")
+        elif coef.is_Add:
+            pieces.append(f"\\left({printer.doprint(coef)}\\right) {body}")
+        else:
+            pieces.append(f"{printer.doprint(coef)} {body}")
+    text = pieces[0]
+    for piece in pieces[1:]:
+        text += f" - {piece[1:]}" if piece.startswith("-") else f" + {piece}"
+    return text
+
+
+# ---------------------------------------------------------------- expression trees (for statements)
+
+def expr_latex(expr, names: dict | None = None) -> str:
+    """LaTeX of an input expression tree, e.g. the left-hand side ``\\mathbb{E}[x x^{\\top} A x x^{\\top}]``."""
+    from derive import grammar as g
+
+    def atomic(e) -> bool:
+        return isinstance(e, (g.Name, g.Number, g.Indexed, g.Trace, g.Inverse, g.Pow, g.Transpose))
+
+    def wrap(e) -> str:
+        text = walk(e)
+        return text if atomic(e) else f"\\left({text}\\right)"
+
+    def walk(e) -> str:
+        if isinstance(e, g.Name):
+            return name_latex(e.name, names)
+        if isinstance(e, g.Number):
+            v = e.value
+            return str(v.numerator) if v.denominator == 1 else f"\\frac{{{v.numerator}}}{{{v.denominator}}}"
+        if isinstance(e, g.Indexed):
+            return f"{name_latex(e.name, names)}_{{{e.index}}}"
+        if isinstance(e, g.Add):
+            return f"{walk(e.left)} + {walk(e.right)}"
+        if isinstance(e, g.Sub):
+            right = walk(e.right) if atomic(e.right) or isinstance(e.right, (g.Mul, g.MatMul)) else wrap(e.right)
+            return f"{walk(e.left)} - {right}"
+        if isinstance(e, g.Neg):
+            return f"-{wrap(e.operand)}"
+        if isinstance(e, (g.Mul, g.MatMul)):
+            parts = [walk(p) if not isinstance(p, (g.Add, g.Sub, g.Sum)) else wrap(p) for p in (e.left, e.right)]
+            return " ".join(parts)
+        if isinstance(e, g.Div):
+            return f"\\frac{{{walk(e.left)}}}{{{walk(e.right)}}}"
+        if isinstance(e, g.Pow):
+            p = e.power
+            exponent = str(p.numerator) if p.denominator == 1 else f"{p.numerator}/{p.denominator}"
+            return f"{wrap(e.base)}^{{{exponent}}}"
+        if isinstance(e, g.Transpose):
+            return f"{wrap(e.operand)}^{{\\top}}"
+        if isinstance(e, g.Inverse):
+            return f"{wrap(e.operand)}^{{-1}}"
+        if isinstance(e, g.Trace):
+            return f"\\operatorname{{tr}}\\left({walk(e.operand)}\\right)"
+        if isinstance(e, g.Sum):
+            return f"\\sum_{{{e.index}=1}}^{{N}} {wrap(e.body) if isinstance(e.body, (g.Add, g.Sub)) else walk(e.body)}"
+        raise TypeError(f"cannot print {e!r}")
+
+    return walk(expr)

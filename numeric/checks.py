@@ -1,0 +1,76 @@
+"""How a numeric module declares the confirmation of a registered result.
+
+Each ``numeric/<name>.py`` mirrors ``derive/<name>.py`` and defines a module
+level list ``CHECKS`` of :class:`MonteCarloCheck` (a mean estimated by
+simulation, compared with the symbolic value) or :class:`DeterministicCheck`
+(an experiment with its own pass criterion, e.g. an ODE that must conserve an
+invariant).  ``id`` is the id of the registered result the check confirms;
+:func:`all_checks` discovers them by scanning the package, so no list of names
+is kept anywhere else.
+
+A Monte Carlo check never reuses the symbolic engine's pairing logic: it
+simulates the quantity from its definition (samples Gaussians, runs the model's
+forward pass) and compares the sample mean with ``exact(instance)``, which
+evaluates the *derived* symbolic result at the random instance.  ``wrong``
+holds plausible wrong formulas (negative controls) that the same comparison
+must reject.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MonteCarloCheck:
+    id: str
+    # rng -> dict of numpy float64 arrays/floats: the random instance (Lambda, A, ...)
+    instance: Callable[[np.random.Generator], dict[str, Any]]
+    # instance -> numpy array: the derived symbolic result evaluated at the instance
+    exact: Callable[[dict[str, Any]], np.ndarray]
+    # (instance, batch_size, torch.Generator, torch.device) -> tensor (batch_size, *exact.shape)
+    # of i.i.d. per-sample values whose mean is the quantity
+    sample: Callable[..., Any]
+    # name -> (instance -> numpy array): deliberately wrong formulas to be rejected
+    wrong: dict[str, Callable[[dict[str, Any]], np.ndarray]] = field(default_factory=dict)
+    samples: int = 200_000  # default sample count for python -m numeric.confirm
+    ci_samples: int = 50_000  # sample count used by the test-suite
+    batch: int = 10_000
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DeterministicCheck:
+    id: str
+    # (samples, device, seed) -> dict with at least "passed" (bool) and "detail" (str)
+    run: Callable[..., dict[str, Any]]
+    description: str = ""
+
+
+def check_modules() -> list[str]:
+    import numeric
+
+    names = []
+    for info in pkgutil.iter_modules(numeric.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"numeric.{info.name}")
+        if hasattr(module, "CHECKS"):
+            names.append(module.__name__)
+    return sorted(names)
+
+
+@functools.lru_cache(maxsize=1)
+def all_checks() -> dict[str, list]:
+    """Map result id -> list of checks declared for it."""
+    found: dict[str, list] = {}
+    for name in check_modules():
+        for check in importlib.import_module(name).CHECKS:
+            found.setdefault(check.id, []).append(check)
+    return found
