@@ -14,6 +14,7 @@ import numpy as np
 import sympy
 
 from derive.terms import LOOP, Contraction
+from derive.words import COMPOUNDS
 
 
 def _matrix_power(m: np.ndarray, p: Fraction, symmetric: bool) -> np.ndarray:
@@ -30,12 +31,15 @@ def _matrix_power(m: np.ndarray, p: Fraction, symmetric: bool) -> np.ndarray:
 def _word_value(word, values, d, symmetric) -> np.ndarray:
     result = np.eye(d)
     for l in word:
-        if l.name not in values:
+        if l.name in COMPOUNDS:
+            m = COMPOUNDS[l.name].value.evaluate(values, d, values.get("N"))
+        elif l.name not in values:
             raise KeyError(f"no value given for matrix {l.name!r}")
-        m = np.asarray(values[l.name], dtype=np.float64)
+        else:
+            m = np.asarray(values[l.name], dtype=np.float64)
         if m.shape != (d, d):
             raise ValueError(f"{l.name!r} must have shape ({d}, {d}), got {m.shape}")
-        m = _matrix_power(m, l.power, l.name in symmetric)
+        m = _matrix_power(m, l.power, symmetric.is_symmetric(l.name))
         result = result @ (m.T if l.transposed else m)
     return result
 
@@ -70,9 +74,9 @@ def scalar_value(expr: sympy.Expr, values: dict, d: int, N, symmetric) -> float:
         elif atom.name == "d":
             substitutions[atom] = d
         elif atom.name == "N":
-            if N is None:
+            if values.get("N", N) is None:
                 raise KeyError("no value given for N")
-            substitutions[atom] = N
+            substitutions[atom] = values.get("N", N)
         elif atom.name in values:
             substitutions[atom] = float(values[atom.name])
         else:
@@ -81,7 +85,9 @@ def scalar_value(expr: sympy.Expr, values: dict, d: int, N, symmetric) -> float:
 
 
 def evaluate(poly, values: dict, d: int, N=None):
-    symmetric = poly.decl.algebra.symmetric
+    if N is not None:
+        values = {**values, "N": N}
+    symmetric = poly.decl.algebra
     shape = {(1, 1): (), ("d", 1): (d,), (1, "d"): (d,), ("d", "d"): (d, d)}[poly.shape]
     total = np.zeros(shape)
     for chain, coef in poly.terms.items():

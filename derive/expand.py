@@ -18,7 +18,7 @@ import sympy
 
 from derive import grammar as g
 from derive.terms import ROW, COL, RawTerm, letter_strand, matmul, product, trace, transpose, vector_end
-from derive.words import Algebra
+from derive.words import COMPOUNDS, Algebra, Compound
 
 
 class ExpressionError(ValueError):
@@ -133,7 +133,7 @@ class Expander:
         if name in bound:
             raise ExpressionError(f"index {name!r} used as a value; write x[{name}]")
         if name in self.env:
-            return self.expand(self.env[name], bound)
+            return self._substituted(name, bound)
         if name == "I":
             return Expanded(("d", "d"), [RawTerm(sympy.Integer(1), ((ROW, (), COL),))])
         kind = self.decl.kind(name)
@@ -144,6 +144,18 @@ class Expander:
         if kind == "gaussian":
             return Expanded(("d", 1), [RawTerm(sympy.Integer(1), ((ROW, (), vector_end(name, None, True)),))])
         return Expanded(("d", "d"), [RawTerm(sympy.Integer(1), (letter_strand(name),))])
+
+    def _substituted(self, name: str, bound) -> Expanded:
+        """The expression substituted for ``name``; expanded once, without further substitution."""
+        value = self.env[name]
+        if value == g.Number(Fraction(0)):  # a zero of the symbol's own shape
+            kind = self.decl.kind(name)
+            return Expanded({"scalar": SCALAR, "vector": ("d", 1)}.get(kind, ("d", "d")), [])
+        saved, self.env = self.env, {}
+        try:
+            return self.expand(value, bound)
+        finally:
+            self.env = saved
 
     def _Number(self, e: g.Number, bound) -> Expanded:
         return Expanded(SCALAR, [RawTerm(sympy.Rational(e.value.numerator, e.value.denominator), ())] if e.value else [])
@@ -196,17 +208,15 @@ class Expander:
         return _scaled(a, 1 / self.constant(b, "divide by"))
 
     def constant(self, b: Expanded, what: str) -> sympy.Expr:
-        """The value of a constant scalar (numbers, scalar symbols, N, d)."""
+        """The value of a deterministic scalar (numbers, symbols, traces, bilinear forms of constants)."""
+        from derive.polynomial import Polynomial
+
         for term in b.terms:
             for left, _, right in term.strands:
                 for end in (left, right):
                     if end[0] == "vec" and end[1] in self.decl.gaussians:
                         raise ExpressionError(f"cannot {what} an expression holding the Gaussian {end[1]!r}")
-            if term.strands:
-                raise ExpressionError(f"cannot {what} a trace or bilinear form; only by constant scalars")
-            if term.labels:
-                raise ExpressionError(f"cannot {what} a sum")
-        value = sympy.Add(*[t.coef for t in b.terms])
+        value = Polynomial.from_raw(SCALAR, b.terms, self.decl).scalar
         if value == 0:
             raise ExpressionError(f"cannot {what} zero")
         return value
@@ -224,14 +234,37 @@ class Expander:
         letter = self._single_letter(base)
         if letter is not None:
             name, p, transposed, coef = letter
-            if power.denominator != 1 and name not in self.algebra.symmetric:
+            if power.denominator != 1 and not self.algebra.is_symmetric(name):
                 raise ExpressionError(f"fractional powers need a symmetric positive-definite symbol, not {name!r}")
             new = RawTerm(coef ** sympy.Rational(power.numerator, power.denominator),
                           (letter_strand(name, p * power, transposed),))
             return Expanded(base.shape, [new])
         if power.denominator != 1 or power < 0:
-            raise ExpressionError("negative or fractional powers are allowed only for matrix symbols")
+            return self._compound(base, power)
         return self._repeat(e.base, int(power), bound, base.shape)
+
+    def _compound(self, x: Expanded, power: Fraction) -> Expanded:
+        """``P**power`` for a compound matrix polynomial P: an opaque letter (see words.Compound)."""
+        from derive.polynomial import Polynomial
+        from derive.printing import to_text
+
+        for term in x.terms:
+            if term.labels or any(end[0] == "vec" and end[1] in self.decl.gaussians
+                                  for s in term.strands for end in (s[0], s[2])):
+                raise ExpressionError("inv() or a negative/fractional power of an expression holding a Gaussian")
+        poly = Polynomial.from_raw(x.shape, x.terms, self.decl)
+        if not poly.terms:
+            raise ExpressionError("cannot invert the zero matrix")
+        identity = ((ROW, (), COL),)
+        if set(poly.terms) == {identity}:  # a scalar multiple of I
+            coef = poly.terms[identity] ** sympy.Rational(power.numerator, power.denominator)
+            return Expanded(x.shape, [RawTerm(coef, identity)])
+        if any(s[0] != ROW or s[2] != COL for chain in poly.terms for s in chain):
+            raise ExpressionError("inv() of an outer product is not supported")
+        compound = define(to_text(poly), poly)
+        if power.denominator != 1 and not compound.symmetric:
+            raise ExpressionError("fractional powers need a symmetric positive-definite matrix")
+        return Expanded(x.shape, [RawTerm(sympy.Integer(1), (letter_strand(compound.name, power),))])
 
     def _repeat(self, base: g.Expr, k: int, bound, shape) -> Expanded:
         if k == 0:
@@ -266,9 +299,11 @@ class Expander:
         a = self.expand(e.operand, bound)
         if a.shape == SCALAR:
             return Expanded(SCALAR, [RawTerm(1 / self.constant(a, "invert"), ())])
-        letter = self._single_letter(a) if a.shape == ("d", "d") else None
+        if a.shape != ("d", "d"):
+            raise ExpressionError(f"inv() needs a square matrix, got a {shape_name(a.shape)}")
+        letter = self._single_letter(a)
         if letter is None:
-            raise ExpressionError("inv() applies to a matrix symbol (or a scalar), not to a compound expression")
+            return self._compound(a, Fraction(-1))
         name, p, transposed, coef = letter
         return Expanded(a.shape, [RawTerm(1 / coef, (letter_strand(name, -p, transposed),))])
 
@@ -284,3 +319,20 @@ class Expander:
 
 def _scaled(x: Expanded, factor) -> Expanded:
     return Expanded(x.shape, [RawTerm(t.coef * factor, t.strands, t.labels) for t in x.terms])
+
+
+def define(name: str, poly) -> Compound:
+    """Make ``name`` an opaque matrix letter standing for the polynomial ``poly``.
+
+    The letter joins the commuting group of the letters of ``poly`` when they
+    all belong to one group (a function of Λ commutes with Λ), and is
+    symmetric when ``poly`` equals its transpose.  Evaluation uses ``poly``.
+    """
+    if name in COMPOUNDS:
+        return COMPOUNDS[name]
+    algebra = poly.decl.algebra
+    groups = {algebra.group(l.name) for chain in poly.terms for s in chain for l in s[1]}
+    group = groups.pop() if len(groups) == 1 else None
+    compound = Compound(name, group, poly == poly.T, poly)
+    COMPOUNDS[name] = compound
+    return compound

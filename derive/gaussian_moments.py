@@ -35,7 +35,7 @@ def moment_derivation(text: str, decl: Declarations = DECL) -> Derivation:
                + ("; sums split by index coincidence, a partition into b blocks weighing N(N-1)...(N-b+1)"
                   if uses_sums else "")
                + "; like terms collected in canonical form")
-    return Derivation(steps=(Step(lhs, result, because),), values={"expectation": result, "expression": text})
+    return Derivation(steps=(Step(lhs, result, because, text_lhs=f"E[{text}]"),), values={"expectation": result, "expression": text})
 
 
 def _paper(text: str):

@@ -166,6 +166,11 @@ class Polynomial:
             return g.Number(Fraction(0)) if self.shape == SCALAR else g.Mul(g.Number(Fraction(0)), g.Name("I"))
         return total
 
+    def xreplace(self, mapping: dict) -> "Polynomial":
+        """Replace scalar sympy atoms (symbols, traces) by sympy values, e.g. ``{c: tr(A)**(-1/4)}``."""
+        return Polynomial(self.shape, {k: sympy.expand(v.xreplace(mapping)) for k, v in self.terms.items()},
+                          self.decl)
+
     def substitute(self, values: dict) -> "Polynomial":
         """Replace symbols by expressions (``{"U11": "c * inv(Gamma)"}``) and re-canonicalize."""
         return Polynomial.of(self.expr(), self.decl, values)

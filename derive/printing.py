@@ -26,6 +26,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from derive.terms import COL, LOOP, ROW
+from derive.words import COMPOUNDS
 
 GREEK = {
     "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",
@@ -36,30 +37,37 @@ GREEK = {
 
 # ---------------------------------------------------------------- text (the input grammar)
 
-def letter_text(l) -> str:
-    base = l.name
-    if l.power == -1:
-        base = f"inv({base})"
-    elif l.power != 1:
-        p = l.power
-        base = f"{base}**{p.numerator}" if p.denominator == 1 and p > 0 else f"{base}**({p})"
+def letter_text(l, names: dict | None = None) -> str:
+    """A letter in the grammar; compound letters (words.Compound) print their polynomial or an alias."""
+    compound = l.name in COMPOUNDS and not l.name.isidentifier() and not (names and l.name in names)
+    raw = names[l.name] if names and l.name in names else l.name
+    p = l.power
+    if p == 1:
+        base = f"({raw})" if compound else raw
+    elif p == -1:
+        base = f"inv({raw})"
+    elif p.denominator == 1 and p < 0:
+        base = f"inv({raw})**{-p.numerator}"
+    else:
+        wrapped = f"({raw})" if compound else raw
+        base = f"{wrapped}**{p.numerator}" if p.denominator == 1 else f"{wrapped}**({p})"
     return base + (".T" if l.transposed else "")
 
 
-def word_text(word) -> str:
-    return " @ ".join(letter_text(l) for l in word)
+def word_text(word, names: dict | None = None) -> str:
+    return " @ ".join(letter_text(l, names) for l in word)
 
 
-def strand_text(strand) -> str:
+def strand_text(strand, names: dict | None = None) -> str:
     """A canonical strand in the grammar; bilinear forms are parenthesized so they stay atomic."""
     left, word, right = strand
     if left == LOOP:
-        return f"tr({word_text(word)})"
+        return f"tr({word_text(word, names)})"
     parts = []
     if left[0] == "vec":
         parts.append(f"{left[1]}.T")
     if word:
-        parts.append(word_text(word))
+        parts.append(word_text(word, names))
     if right[0] == "vec":
         parts.append(right[1])
     text = " @ ".join(parts) if parts else "I"
@@ -68,6 +76,10 @@ def strand_text(strand) -> str:
 
 class GrammarPrinter(StrPrinter):
     """sympy's str printer, restricted to what the input grammar parses."""
+
+    def __init__(self, names: dict | None = None):
+        super().__init__()
+        self.names = names or {}
 
     def _print_Pow(self, expr, rational=False):
         exp = expr.exp
@@ -79,43 +91,44 @@ class GrammarPrinter(StrPrinter):
         return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
 
 
-def _coef_text(coef: sympy.Expr) -> str:
-    return GrammarPrinter().doprint(coef)
+def _coef_text(coef: sympy.Expr, names=None) -> str:
+    return GrammarPrinter(names).doprint(coef)
 
 
-def chain_text(chain) -> str:
-    return " @ ".join(strand_text(s) for s in chain)
+def chain_text(chain, names=None) -> str:
+    return " @ ".join(strand_text(s, names) for s in chain)
 
 
-def to_text(obj) -> str:
+def to_text(obj, names: dict | None = None) -> str:
+    """``names`` maps a symbol (or a compound letter's text) to the text printed for it."""
     from derive.polynomial import Polynomial
 
     if isinstance(obj, Polynomial):
-        return _poly_text(obj)
+        return _poly_text(obj, names)
     if isinstance(obj, str):
         return obj
     if isinstance(obj, sympy.MatrixBase):
         return str(obj.tolist())
-    return GrammarPrinter().doprint(obj)
+    return GrammarPrinter(names).doprint(obj)
 
 
-def _poly_text(poly) -> str:
+def _poly_text(poly, names=None) -> str:
     if not poly.terms:
-        return "0" if poly.shape == (1, 1) else "0 * I"
+        return "0 * I" if poly.shape == ("d", "d") else "0"
     pieces = []
     for chain, coef in _ordered(poly.terms):
         if not chain:
-            pieces.append(_coef_text(coef))
+            pieces.append(_coef_text(coef, names))
             continue
-        body = chain_text(chain)
+        body = chain_text(chain, names)
         if coef == 1:
             pieces.append(body)
         elif coef == -1:
             pieces.append(f"-{body}")
         elif coef.is_Add:
-            pieces.append(f"({_coef_text(coef)}) * {body}")
+            pieces.append(f"({_coef_text(coef, names)}) * {body}")
         else:
-            pieces.append(f"{_coef_text(coef)} * {body}")
+            pieces.append(f"{_coef_text(coef, names)} * {body}")
     text = pieces[0]
     for piece in pieces[1:]:
         text += f" - {piece[1:]}" if piece.startswith("-") else f" + {piece}"
@@ -142,7 +155,10 @@ def name_latex(name: str, names: dict | None = None) -> str:
 
 
 def letter_latex(l, names=None) -> str:
-    base = name_latex(l.name, names)
+    if l.name in COMPOUNDS and not l.name.isidentifier() and not (names and l.name in names):
+        base = f"\\left({_poly_latex(COMPOUNDS[l.name].value, names or {})}\\right)"
+    else:
+        base = name_latex(l.name, names)
     p = l.power
     if p == 1:
         return base + ("^{\\top}" if l.transposed else "")

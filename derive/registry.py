@@ -36,6 +36,7 @@ class Step:
     lhs: str  # LaTeX of the left-hand side, e.g. r"\mathbb{E}[x x^{\top} A x x^{\top}]"
     math: Any
     because: str  # plain-text justification, one short sentence
+    text_lhs: str = ""  # plain-text left-hand side for terminals; defaults to ``lhs``
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,9 @@ class Contraction(sympy.Symbol):
         return strand_latex(self.strand, printer)
 
     def _sympystr(self, printer):
-        return self.name
+        from derive.printing import strand_text
+
+        return strand_text(self.strand, getattr(printer, "names", None))
 
 
 def _canonical_open(strand: Strand, algebra: Algebra) -> Strand:

@@ -31,8 +31,32 @@ Word = tuple[Letter, ...]
 
 
 @dataclass(frozen=True)
+class Compound:
+    """An opaque letter standing for a function of matrices, e.g. ``inv(aΛ + bI)``.
+
+    ``name`` is the canonical text of the matrix polynomial inside; ``group``
+    is the commuting group it belongs to (a polynomial in the letters of one
+    group commutes with that group), ``symmetric`` whether it equals its
+    transpose, and ``value`` the polynomial itself (for evaluation and printing).
+    """
+
+    name: str
+    group: str | None
+    symmetric: bool
+    value: object
+
+
+COMPOUNDS: dict[str, Compound] = {}
+
+
+@dataclass(frozen=True)
 class Algebra:
-    """What the canonicalizer may assume about matrix symbols."""
+    """What the canonicalizer may assume about matrix symbols.
+
+    Every symmetric symbol S forms a commuting group with the functions of S
+    (its powers and any compound polynomial in S); ``commuting`` may merge
+    further symbols into one group.
+    """
 
     symmetric: frozenset[str] = frozenset()
     # name -> group label; letters of one group commute with each other
@@ -42,7 +66,14 @@ class Algebra:
     def group(self, name: str) -> str | None:
         if self._groups is None:
             object.__setattr__(self, "_groups", dict(self.commuting))
-        return self._groups.get(name)
+        if name in self._groups:
+            return self._groups[name]
+        if name in COMPOUNDS:
+            return COMPOUNDS[name].group
+        return name if name in self.symmetric else None
+
+    def is_symmetric(self, name: str) -> bool:
+        return name in self.symmetric or (name in COMPOUNDS and COMPOUNDS[name].symmetric)
 
 
 def letter(name: str, power=1, transposed: bool = False) -> Letter:
@@ -52,7 +83,7 @@ def letter(name: str, power=1, transposed: bool = False) -> Letter:
 def transpose_word(word: Word, algebra: Algebra) -> Word:
     """``(M_1 ... M_k)ᵀ = M_kᵀ ... M_1ᵀ``."""
     return tuple(
-        Letter(l.name, l.power, (not l.transposed) and l.name not in algebra.symmetric) for l in reversed(word)
+        Letter(l.name, l.power, (not l.transposed) and not algebra.is_symmetric(l.name)) for l in reversed(word)
     )
 
 
@@ -63,7 +94,7 @@ def _key(l: Letter):
 def _merge_pass(word: list[Letter], algebra: Algebra) -> list[Letter]:
     out: list[Letter] = []
     for l in word:
-        if l.name in algebra.symmetric and l.transposed:
+        if l.transposed and algebra.is_symmetric(l.name):
             l = Letter(l.name, l.power, False)
         if out and out[-1].name == l.name and out[-1].transposed == l.transposed:
             power = out[-1].power + l.power
