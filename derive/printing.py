@@ -136,8 +136,11 @@ def _poly_text(poly, names=None) -> str:
 
 
 def _ordered(terms: dict):
-    # deterministic: scalar part first, then chains by length and text
-    return sorted(terms.items(), key=lambda item: (len(item[0]), sum(len(s[1]) for s in item[0]), chain_text(item[0])))
+    # deterministic, longest chains first (the order a paper writes them), then by text
+    def degree(chain) -> float:
+        return sum(abs(float(l.power)) for s in chain for l in s[1]) + sum(s[0][0] == "vec" or s[2][0] == "vec"
+                                                                            for s in chain)
+    return sorted(terms.items(), key=lambda item: (-degree(item[0]), chain_text(item[0])))
 
 
 # ---------------------------------------------------------------- LaTeX
@@ -145,6 +148,9 @@ def _ordered(terms: dict):
 def name_latex(name: str, names: dict | None = None) -> str:
     if names and name in names:
         return names[name]
+    subscripted = re.fullmatch(r"([A-Za-z]+)_\{?([A-Za-z0-9]+)\}?", name)  # W_Q, x_{23}, e_L
+    if subscripted:
+        return f"{name_latex(subscripted.group(1), names)}_{{{subscripted.group(2)}}}"
     match = re.fullmatch(r"([A-Za-z]+?)_?(\d+)", name)
     base, sub = (match.group(1), match.group(2)) if match else (name, "")
     if base in GREEK:
@@ -198,6 +204,9 @@ class ProjectLatexPrinter(LatexPrinter):
 
     def _print_Symbol(self, expr, style="plain"):
         return name_latex(expr.name, self.names)
+
+    def _print_Transpose(self, expr):  # sympy writes ^{T}; the papers write ^{\top}
+        return super()._print_Transpose(expr).replace("^{T}", "^{\\top}")
 
 
 def to_latex(obj, names: dict | None = None) -> str:
