@@ -333,7 +333,11 @@ def derive_balanced_invariant() -> Derivation:
 # ---------------------------------------------------------------- the registry
 
 def _paper(text: str):
-    return lambda: Polynomial.of(text, DECL)
+    """The paper's closed form, for tests only; Γ must be defined first (it is derived, step 4)."""
+    def parsed():
+        reduction()
+        return Polynomial.of(text, DECL)
+    return parsed
 
 
 RESULTS = [
