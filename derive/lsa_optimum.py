@@ -424,7 +424,12 @@ def numbers(Lambda: np.ndarray, N: int) -> dict:
 
 
 def main(argv=None) -> int:
+    # run as __main__, this file is a second copy of the module: work with the registered one
+    from derive import lsa_optimum as lsa
+    from derive.registry import all_results
     from derive.report import latex_document, result_text
+
+    chain = [r for r in all_results() if r.module == "derive.lsa_optimum"]
 
     parser = OneLineParser(prog="python -m derive.lsa_optimum",
                            description="Derive the LSA optimum chain from the model's definition.")
@@ -438,17 +443,17 @@ def main(argv=None) -> int:
     if args.Lambda is not None:
         if args.N < 1:
             raise UsageError(f"--N must be at least 1, got {args.N}")
-        concrete = numbers(parse_lambda(args.Lambda), args.N)
+        concrete = lsa.numbers(lsa.parse_lambda(args.Lambda), args.N)
     if args.format == "json":
-        payload = chain_json()
+        payload = lsa.chain_json()
         if concrete:
             payload["numbers"] = concrete
         print(json.dumps(payload, indent=2))
     elif args.format == "latex":
-        print(latex_document(RESULTS, "The LSA optimum, derived from the model"), end="")
+        print(latex_document(chain, "The LSA optimum, derived from the model"), end="")
     else:
         print("One-layer linear self-attention: from the model to its optimum (Zhang, Frei & Bartlett)\n")
-        for k, result in enumerate(RESULTS, 1):
+        for k, result in enumerate(chain, 1):
             print(result_text(result, k), end="\n\n")
         if concrete:
             print(f"At Lambda = {args.Lambda}, N = {args.N}:")
