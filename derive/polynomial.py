@@ -175,6 +175,12 @@ class Polynomial:
         """Replace symbols by expressions (``{"U11": "c * inv(Gamma)"}``) and re-canonicalize."""
         return Polynomial.of(self.expr(), self.decl, values)
 
+    def to_sympy(self):
+        """The same result as a sympy matrix expression (MatrixSymbol, Trace, Inverse, ...)."""
+        from derive.sympy_form import to_sympy
+
+        return to_sympy(self)
+
     def text(self) -> str:
         from derive.printing import to_text
 
