@@ -48,7 +48,8 @@ class MonteCarloCheck:
 @dataclass(frozen=True)
 class DeterministicCheck:
     id: str
-    # (samples, device, seed) -> dict with at least "passed" (bool) and "detail" (str)
+    # (samples: int | None, device: torch.device, seed: int) -> dict with at least "passed" (bool) and
+    # "detail" (str); samples=None means the check's own default size
     run: Callable[..., dict[str, Any]]
     description: str = ""
 
