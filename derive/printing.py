@@ -91,10 +91,6 @@ class GrammarPrinter(StrPrinter):
         return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
 
 
-def _coef_text(coef: sympy.Expr, names=None) -> str:
-    return GrammarPrinter(names).doprint(coef)
-
-
 def chain_text(chain, names=None) -> str:
     return " @ ".join(strand_text(s, names) for s in chain)
 
@@ -115,20 +111,24 @@ def to_text(obj, names: dict | None = None) -> str:
 def _poly_text(poly, names=None) -> str:
     if not poly.terms:
         return "0 * I" if poly.shape == ("d", "d") else "0"
+    printer = GrammarPrinter(names)
+    return _join_terms(poly, printer.doprint, lambda chain: chain_text(chain, names), "({}) * {}", "{} * {}")
+
+
+def _join_terms(poly, coef_fmt, chain_fmt, grouped: str, plain: str) -> str:
+    """``Σ coef · chain`` with signs pulled out; ``grouped`` wraps a coefficient that is a sum."""
     pieces = []
     for chain, coef in _ordered(poly.terms):
         if not chain:
-            pieces.append(_coef_text(coef, names))
+            pieces.append(coef_fmt(coef))
             continue
-        body = chain_text(chain, names)
+        body = chain_fmt(chain)
         if coef == 1:
             pieces.append(body)
         elif coef == -1:
             pieces.append(f"-{body}")
-        elif coef.is_Add:
-            pieces.append(f"({_coef_text(coef, names)}) * {body}")
         else:
-            pieces.append(f"{_coef_text(coef, names)} * {body}")
+            pieces.append((grouped if coef.is_Add else plain).format(coef_fmt(coef), body))
     text = pieces[0]
     for piece in pieces[1:]:
         text += f" - {piece[1:]}" if piece.startswith("-") else f" + {piece}"
@@ -220,27 +220,11 @@ def to_latex(obj, names: dict | None = None) -> str:
 
 
 def _poly_latex(poly, names) -> str:
-    printer = ProjectLatexPrinter(names)
     if not poly.terms:
         return "0"
-    pieces = []
-    for chain, coef in _ordered(poly.terms):
-        if not chain:
-            pieces.append(printer.doprint(coef))
-            continue
-        body = " ".join(strand_latex(s, printer) for s in chain)
-        if coef == 1:
-            pieces.append(body)
-        elif coef == -1:
-            pieces.append(f"-{body}")
-        elif coef.is_Add:
-            pieces.append(f"\\left({printer.doprint(coef)}\\right) {body}")
-        else:
-            pieces.append(f"{printer.doprint(coef)} {body}")
-    text = pieces[0]
-    for piece in pieces[1:]:
-        text += f" - {piece[1:]}" if piece.startswith("-") else f" + {piece}"
-    return text
+    printer = ProjectLatexPrinter(names)
+    return _join_terms(poly, printer.doprint, lambda chain: " ".join(strand_latex(s, printer) for s in chain),
+                       "\\left({}\\right) {}", "{} {}")
 
 
 # ---------------------------------------------------------------- expression trees (for statements)
