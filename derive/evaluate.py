@@ -99,3 +99,22 @@ def evaluate(poly, values: dict, d: int, N=None):
         value = pieces[0] if len(pieces) == 1 else np.outer(pieces[0], pieces[1])
         total = total + c * value
     return float(total) if shape == () else total
+
+
+def largest_term(poly, values: dict, d: int, N=None) -> float:
+    """max over the monomials of ``poly`` of their largest absolute entry at these values.
+
+    The natural size of a formula whose terms cancel (a gradient at a stationary
+    point): relative errors of such a formula are measured against this.
+    """
+    if N is not None:
+        values = {**values, "N": N}
+    symmetric = poly.decl.algebra
+    largest = 0.0
+    for chain, coef in poly.terms.items():
+        pieces = [strand_value(s, values, d, symmetric) for s in chain]
+        shape_value = 1.0 if not pieces else (pieces[0] if len(pieces) == 1 else np.outer(pieces[0], pieces[1]))
+        for monomial in sympy.Add.make_args(sympy.expand(coef)):
+            c = scalar_value(monomial, values, d, values.get("N"), symmetric)
+            largest = max(largest, float(np.max(np.abs(c * np.asarray(shape_value)))))
+    return largest

@@ -39,6 +39,10 @@ class MonteCarloCheck:
     sample: Callable[..., Any]
     # name -> (instance -> numpy array): deliberately wrong formulas to be rejected
     wrong: dict[str, Callable[[dict[str, Any]], np.ndarray]] = field(default_factory=dict)
+    # instance -> float: the size of the formula's largest term at the instance.  Relative errors
+    # (``detectable_rel_error``) are measured against max(max |exact|, scale): where the exact value
+    # is zero because terms cancel (a gradient at a stationary point), the terms set the scale.
+    scale: Callable[[dict[str, Any]], float] | None = None
     samples: int = 200_000  # default sample count for python -m numeric.confirm
     ci_samples: int = 50_000  # sample count used by the test-suite
     batch: int = 10_000

@@ -150,6 +150,7 @@ def run_check(check, samples: int | None, device, seed: int, progress: bool | No
             return Row(
                 id=check.id, kind="deterministic", passed=bool(report["passed"]), device=str(device),
                 seconds=time.perf_counter() - start, samples=report.get("samples", samples),
+                detectable_rel_error=report.get("detectable_rel_error"),
                 negative_controls=controls, detail=str(report.get("detail", "")),
             )
         raise TypeError(f"unknown check type {type(check).__name__}")
@@ -258,6 +259,23 @@ def _fmt(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
+def result_power(rows: list[Row]) -> dict[str, float | None]:
+    """Per result id, the smallest ``detectable_rel_error`` over its checks (None when none reports one).
+
+    A wrong result is caught as soon as one of its checks rejects it, so the
+    result's power is that of its most sensitive check.
+    """
+    power: dict[str, float | None] = {}
+    for row in rows:
+        value = row.detectable_rel_error
+        best = power.get(row.id)
+        if value is not None and (best is None or value < best):
+            power[row.id] = value
+        else:
+            power.setdefault(row.id, best)
+    return power
+
+
 def render_text(rows: list[Row]) -> str:
     header = ("id", "passed", "max z", "threshold", "samples", "det. rel. err", "seconds", "device", "controls")
     table = []
@@ -276,6 +294,10 @@ def render_text(rows: list[Row]) -> str:
     notes = [f"  {row.id}: {row.detail}" for row in rows if row.detail and not row.ok]
     if notes:
         lines += ["", "failures:"] + notes
+    power = result_power(rows)
+    if power:
+        lines += ["", "power per result (the smallest relative error that one of its checks detects):"]
+        lines += [f"  {rid}: {_fmt(value, '.2g')}" for rid, value in power.items()]
     good = sum(row.ok for row in rows)
     lines += ["", f"{good}/{len(rows)} confirmed (passed, all negative controls rejected) "
                   f"in {sum(row.seconds for row in rows):.1f} s"]
@@ -298,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = confirm(args.ids, args.samples, device, args.seed)
     if args.format == "json":
-        print(json.dumps([row_json(row) for row in rows], indent=2, allow_nan=False))
+        power = result_power(rows)
+        payload = [{**row_json(row), "result_detectable_rel_error": _finite(power.get(row.id))} for row in rows]
+        print(json.dumps(payload, indent=2, allow_nan=False))
     else:
         print(render_text(rows))
     return 0 if rows and all(row.ok for row in rows) else 1

@@ -227,6 +227,24 @@ def sample_prompts(Lambda, N: int, shape: tuple[int, ...], generator: torch.Gene
     return {"x": x, "xq": xq, "w": w, "y": y}
 
 
+def sign_orbit(prompts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The prompt under (w, x_q) → (±w, ±x_q): a new leading axis of 4; y follows w.
+
+    w ~ N(0, I) and x_q ~ N(0, Λ) are symmetric, so the four prompts have the
+    same distribution and their average is an unbiased (antithetic) sample;
+    parts of the gradient that are odd in w or x_q cancel exactly.
+    """
+    signs = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]], dtype=prompts["w"].dtype,
+                         device=prompts["w"].device)
+    batch_dims = prompts["w"].dim() - 1
+    sw = signs[:, 0].reshape(4, *([1] * (batch_dims + 1)))
+    sq = signs[:, 1].reshape(4, *([1] * (batch_dims + 1)))
+    orbit = {"x": prompts["x"].expand(4, *prompts["x"].shape), "w": sw * prompts["w"], "xq": sq * prompts["xq"],
+             "y": sw * prompts["y"]}
+    assert orbit["w"].shape == (4, *prompts["w"].shape) and orbit["y"].shape == (4, *prompts["y"].shape)
+    return orbit
+
+
 def embed(prompts: dict[str, torch.Tensor]) -> torch.Tensor:
     """E = [[x_1 .. x_N, x_q], [y_1 .. y_N, 0]], shape (..., d+1, N+1)."""
     x, xq, y = prompts["x"], prompts["xq"], prompts["y"]
@@ -361,9 +379,9 @@ def gradient_samples(instance: dict[str, Any], batch: int, generator: torch.Gene
     the summed loss w.r.t. that leaf is the prompt's own gradient.
     """
     d = np.asarray(instance["Lambda"]).shape[0]
-    prompts = sample_prompts(instance["Lambda"], int(instance["N"]), (batch,), generator, device)
-    W = {"PV": _on(device, instance["W_PV"]).expand(batch, d + 1, d + 1).clone().requires_grad_(True),
-         "KQ": _on(device, instance["W_KQ"]).expand(batch, d + 1, d + 1).clone().requires_grad_(True)}
+    prompts = sign_orbit(sample_prompts(instance["Lambda"], int(instance["N"]), (batch,), generator, device))
+    W = {"PV": _on(device, instance["W_PV"]).expand(4, batch, d + 1, d + 1).clone().requires_grad_(True),
+         "KQ": _on(device, instance["W_KQ"]).expand(4, batch, d + 1, d + 1).clone().requires_grad_(True)}
     with torch.enable_grad():
         yhat, target = prediction_and_target(prompts, W["PV"], W["KQ"])
         loss = 0.5 * (yhat - target) ** 2
@@ -371,7 +389,8 @@ def gradient_samples(instance: dict[str, Any], batch: int, generator: torch.Gene
     pieces = []
     for name in wrt:
         which, rows, cols = _entry(name, d)
-        pieces.append(grads[which][:, rows, cols].reshape(batch, -1))
+        # average over the four sign flips of one prompt: one i.i.d. sample with the same mean
+        pieces.append(grads[which][:, :, rows, cols].reshape(4, batch, -1).mean(0))
     out = torch.cat(pieces, dim=1).detach()
     assert out.shape == (batch, sum(piece.shape[1] for piece in pieces))
     return out
@@ -457,6 +476,35 @@ def reduced_gradient_gamma_is_lambda(instance):  # the gradient of l~ with Gamma
     return np.concatenate([grad_U.reshape(-1), [grad_u]])
 
 
+def largest_term_of(*polys_of):
+    """``scale`` for a check: the largest term of the named derived polynomials at the instance.
+
+    ``polys_of(instance)`` returns (polynomial, overrides) pairs; overrides replace block values.
+    """
+    from derive.evaluate import largest_term
+
+    def scale(instance):
+        d = np.asarray(instance["Lambda"]).shape[0]
+        return max(largest_term(poly, {**blocks(instance), **overrides}, d, int(instance["N"]))
+                   for get_polys in polys_of for poly, overrides in get_polys(instance))
+
+    return scale
+
+
+def _flow_terms(instance):
+    flow = derived("lsa.balanced_invariant")["flow"]
+    return [(flow["U11"], {}), (flow["u"], {})]
+
+
+def _cross_gradient_terms(instance):
+    """The cross gradients off the subspace: u12, u21 of the size of U11's rows (unit-free choice)."""
+    grads = derived("lsa.invariant_subspace")["gradients"]
+    d = np.asarray(instance["Lambda"]).shape[0]
+    size = np.linalg.norm(np.asarray(instance["W_KQ"])[:d, :d]) / np.sqrt(d)
+    off = {"u12": np.full(d, size / np.sqrt(d)), "u21": np.full(d, size / np.sqrt(d))}
+    return [(grads["u12"], off), (grads["u21"], off)]
+
+
 def zeros_like_exact(exact):
     def zero(instance):
         return np.zeros_like(np.asarray(exact(instance), dtype=np.float64))
@@ -528,6 +576,7 @@ def prediction_check(samples: int | None = None, device="cpu", seed: int = 0, d:
               f"quadratic form {errors['quadratic_form']:.1e}, other entries redrawn {errors['other entries redrawn']:.1e} "
               f"(tol {tol:.1e}); wrong variants differ by " + ", ".join(f"{k}: {v:.1e}" for k, v in wrong.items()))
     return {"passed": bool(passed), "detail": detail, "samples": n, "errors": errors, "tolerance": tol,
+            "detectable_rel_error": PREDICTION_TOL,
             "wrong": wrong, "negative_controls": controls, "parameters_used": list(values["parameters_used"])}
 
 
@@ -616,7 +665,9 @@ def flow_check(samples: int | None = None, device="cpu", seed: int = 0, d: int =
               f"|state(T) - flow_limit| = {error:.1e} (tol {LIMIT_TOL:g}), |flow(T)| = {residual:.1e}; "
               f"unbalanced start keeps its own invariant {inv_unbalanced[0]:.3f} (drift {unbalanced_drift:.1e}); "
               "wrong variants off by " + ", ".join(f"{k}: {v:.2e}" for k, v in wrong.items()))
+    scale = max(float(np.max(np.abs(lim_U))), abs(float(lim_u)))
     return {"passed": bool(passed), "detail": detail, "invariant_drift": drift, "limit_error": error,
+            "detectable_rel_error": LIMIT_TOL / scale,
             "flow_residual": residual, "sigma": sigma, "wrong": wrong, "negative_controls": controls,
             "nfev": int(sol["nfev"]), "trajectory": {"t": sol["t"], "U11": sol["U11"], "u": sol["u"]}}
 
@@ -882,7 +933,7 @@ CHECKS = [
                        description="forward-pass yhat = derived prediction = quadratic form, to 1e-12"),
     MonteCarloCheck(
         id="lsa.invariant_subspace", instance=instance_maker("zero_cross"), exact=exact_at_zero,
-        sample=gradient_sampler("u12", "u21"), **GRADIENT,
+        sample=gradient_sampler("u12", "u21"), scale=largest_term_of(_cross_gradient_terms), **GRADIENT,
         description="autograd dL/du12, dL/du21 at u12 = u21 = 0 (other entries random) = derived at_zero (0)"),
     MonteCarloCheck(
         id="lsa.invariant_subspace", instance=instance_maker("full"), exact=exact_cross_gradients,
@@ -907,7 +958,7 @@ CHECKS = [
     MonteCarloCheck(
         id="lsa.minimizer", instance=instance_maker("minimizer"), exact=exact_reduced_gradient,
         sample=gradient_sampler("U11", "u"), wrong={"gradient with Gamma -> Lambda": reduced_gradient_gamma_is_lambda},
-        **GRADIENT, description="autograd (dL/dU11, dL/du) at the minimizer = 0"),
+        scale=largest_term_of(_flow_terms), **GRADIENT, description="autograd (dL/dU11, dL/du) at the minimizer = 0"),
     MonteCarloCheck(
         id="lsa.minimizer", instance=instance_maker("infinite_N"), exact=exact_reduced_gradient,
         sample=gradient_sampler("U11", "u"), wrong={"0 (a stationary point)": zeros_like_exact(exact_reduced_gradient)},

@@ -49,7 +49,8 @@ deterministic entries): a formula whose value in entry ``j`` is off by more
 than this is rejected with probability at least 1/2 (by ``(t + 2) se_j``:
 at least 97.7 %).  The summary
 
-    ``detectable_rel_error = max_j detectable_abs_error_j / max_j |exact_j|``
+    ``detectable_rel_error = max_j detectable_abs_error_j / max(max_j |exact_j|, scale)``, where
+    ``scale`` (optional, ``MonteCarloCheck.scale``) is the formula's largest term at the instance
 
 is the smallest error, measured relative to the largest entry of the exact
 value (max-norm), that the check detects in *every* entry.  It is ``inf`` when
@@ -221,7 +222,8 @@ class ZTest:
     deterministic-entry tolerance); :meth:`compare` then tests any formula.
     """
 
-    def __init__(self, mean: np.ndarray, stderr: np.ndarray, exact: np.ndarray, samples: int, k: float = DEFAULT_K):
+    def __init__(self, mean: np.ndarray, stderr: np.ndarray, exact: np.ndarray, samples: int, k: float = DEFAULT_K,
+                 reference: float | None = None):
         self.mean = np.asarray(mean, dtype=np.float64)
         self.stderr = np.asarray(stderr, dtype=np.float64)
         self.exact = np.asarray(exact, dtype=np.float64)
@@ -237,7 +239,7 @@ class ZTest:
         self.threshold = bonferroni_threshold(stochastic_entries, k)
         self.alpha = single_entry_alpha(k)
         self.detectable_abs_error = np.where(self.deterministic, self.tol, self.threshold * self.stderr)
-        exact_max = float(np.max(np.abs(self.exact), initial=0.0))
+        exact_max = max(float(np.max(np.abs(self.exact), initial=0.0)), reference or 0.0)
         worst = float(np.max(self.detectable_abs_error, initial=0.0))
         self.detectable_rel_error = worst / exact_max if exact_max > 0 else math.inf
 
@@ -309,7 +311,8 @@ def run_montecarlo(check, samples: int | None = None, device: torch.device | str
     exact = np.asarray(check.exact(instance), dtype=np.float64)
     moments = stream_samples(check, instance, samples, device, seed, exact.shape, progress=progress)
     mean, stderr = moments.mean, moments.stderr
-    test = ZTest(mean, stderr, exact, samples, k)
+    reference = None if getattr(check, "scale", None) is None else float(check.scale(instance))
+    test = ZTest(mean, stderr, exact, samples, k, reference=reference)
     own = test.compare(exact)
     controls: dict[str, bool] = {}
     control_z: dict[str, float] = {}

@@ -125,3 +125,24 @@ def test_a_wrong_exact_value_or_unrejected_control_fails(monkeypatch, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert [row["id"] for row in payload] == ["fake.wrong", "fake.weak", "fake.broken"]
     assert payload[1]["negative_controls"] == {"too close": False}
+
+
+def test_result_power_is_the_most_sensitive_check():
+    from numeric.confirm import Row, result_power
+
+    rows = [Row(id="a", kind="montecarlo", passed=True, device="cpu", detectable_rel_error=0.05),
+            Row(id="a", kind="montecarlo", passed=True, device="cpu", detectable_rel_error=0.01),
+            Row(id="b", kind="deterministic", passed=True, device="cpu")]
+    assert result_power(rows) == {"a": 0.01, "b": None}
+
+
+def test_largest_term_scale_for_cancelling_formulas():
+    import numpy as np
+
+    from derive.evaluate import largest_term
+    from derive.expand import Declarations
+    from derive.polynomial import Polynomial
+
+    poly = Polynomial.of("c * A - c * A + 3 * B - A", Declarations(scalars={"c"}))  # = 3B - A
+    values = {"A": np.eye(2) * 2, "B": np.eye(2), "c": 5.0}
+    assert largest_term(poly, values, 2) == 3.0
