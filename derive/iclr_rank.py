@@ -50,7 +50,6 @@ This module never imports torch (``numeric.iclr_rank`` checks it numerically).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
@@ -402,24 +401,10 @@ def _to_latex(obj: Any) -> str:
     return to_latex(obj)
 
 
-_LATEX_TEXT_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "^": r"\^{}", "&": r"\&",
-                       "%": r"\%", "#": r"\#", "{": r"\{", "}": r"\}", "$": r"\$"}
-
-
-def _latex_text(text: str) -> str:
-    """Plain text made safe for ``\\text{...}``."""
-    return "".join(_LATEX_TEXT_ESCAPES.get(ch, ch) for ch in text)
-
-
-def _to_text(obj: Any) -> str:
-    """Plain-text rendering of a step's math (pretty for explicit matrices)."""
-    if isinstance(obj, sp.MatrixBase):
-        return sp.pretty(obj, use_unicode=True, wrap_line=False)
-    return sp.sstr(obj)
-
-
 def render(results: Sequence[Result], fmt: str) -> str:
-    """The derivations of ``results`` as text, LaTeX, or a JSON object keyed by id."""
+    """The derivations of ``results`` as text, LaTeX (via derive.report), or a JSON object keyed by id."""
+    from derive.report import latex_document, result_text
+
     if fmt == "json":
         payload = {
             r.id: {
@@ -431,35 +416,27 @@ def render(results: Sequence[Result], fmt: str) -> str:
             for r in results
         }
         return json.dumps(payload, indent=2)
-    lines: list[str] = []
-    for r in results:
-        if fmt == "latex":
-            lines.append(f"% {r.id}: {r.title}")
-            lines.append(r"\begin{align*}")
-            rows = [rf"{s.lhs} &= {_to_latex(s.math)} && \text{{{_latex_text(s.because)}}}"
-                    for s in r.derivation.steps]
-            lines.append(" \\\\\n".join(rows))
-            lines.append(r"\end{align*}")
-        else:
-            lines.append(f"== {r.id}: {r.title}")
-            lines.append(r.statement)
-            lines += [f"  assuming {a}" for a in r.assumptions]
-            for number, s in enumerate(r.derivation.steps, 1):
-                lines.append(f"({number}) {s.lhs} =   [{s.because}]")
-                lines += ["      " + row for row in _to_text(s.math).splitlines()]
-        lines.append("")
-    return "\n".join(lines)
+    if fmt == "latex":
+        return latex_document(results, "Why one linear-attention layer cannot learn in-context Markov chains")
+    return "\n\n".join(result_text(r, k) for k, r in enumerate(results, 1))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    from derive.cli import OneLineParser
+    from derive.registry import all_results
+
+    parser = OneLineParser(
         prog="python -m derive.iclr_rank",
         description="Derive why one linear-attention layer cannot learn in-context Markov chains.")
     parser.add_argument("--format", choices=("text", "latex", "json"), default="text")
     args = parser.parse_args(argv)
-    sys.stdout.write(render(RESULTS, args.format) + "\n")
+    # run as __main__ this file is a second copy of the module: print the registered results
+    results = [r for r in all_results() if r.module == "derive.iclr_rank"]
+    sys.stdout.write(render(results, args.format) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from derive.cli import run
+
+    raise SystemExit(run(main))

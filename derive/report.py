@@ -56,8 +56,19 @@ def wrap_sum(text: str, width: int = 100, indent: str = "        ") -> str:
     return ("\n" + indent).join(l.strip() for l in lines)
 
 
+def latex_to_plain(latex: str) -> str:
+    """A rough plain-text reading of a short LaTeX left-hand side (for terminals)."""
+    import re
+
+    text = re.sub(r"\\operatorname\{(\w+)\}", r"\1", latex)
+    text = text.replace("^{\\top}", ".T").replace("\\top", "T").replace("\\left", "").replace("\\right", "")
+    text = re.sub(r"\\(mathbb|mathrm|text|tfrac|tilde|hat)\s*", "", text)
+    text = re.sub(r"\\([A-Za-z]+)", r"\1", text)
+    return text.replace("{", "").replace("}", "").replace("\\", "")
+
+
 def step_text(step: Step) -> str:
-    lhs = step.text_lhs or step.lhs
+    lhs = step.text_lhs or latex_to_plain(step.lhs)
     return f"{lhs} =\n        {wrap_sum(to_text(step.math))}\n      because: {step.because}"
 
 

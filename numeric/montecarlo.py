@@ -232,7 +232,7 @@ class ZTest:
                 f"shapes differ: mean {self.mean.shape}, stderr {self.stderr.shape}, exact {self.exact.shape}"
             )
         rms = np.sqrt(self.mean**2 + samples * self.stderr**2)  # sqrt(mean^2 + s^2)
-        scale = max(float(np.max(rms, initial=0.0)), float(np.max(np.abs(self.exact), initial=0.0)))
+        scale = max(float(np.max(rms, initial=0.0)), float(np.max(np.abs(self.exact), initial=0.0)), reference or 0.0)
         self.tol = DETERMINISTIC_ULPS * FLOAT64_EPS * scale
         self.deterministic = self.stderr <= self.tol
         stochastic_entries = int(np.count_nonzero(~self.deterministic))

@@ -191,5 +191,6 @@ def test_cli_formats(fmt, capsys):
         assert "iclr.bigram_invisible" in out
 
 
-def test_latex_text_is_escaped():
-    assert iclr_rank._latex_text("U^T U_1 & 5%") == r"U\^{}T U\_1 \& 5\%"
+def test_latex_output_is_a_document_through_the_shared_printer():
+    text = iclr_rank.render([r for r in iclr_rank.RESULTS], "latex")
+    assert text.startswith("\\documentclass") and "\\begin{align*}" in text
