@@ -51,7 +51,7 @@ from derive.calculus import gradient, solve_linear, trace_coefficient
 from derive.cli import OneLineParser, UsageError, run
 from derive.expand import Declarations, ExpressionError, define, scalar_symbol
 from derive.polynomial import Polynomial, expectation
-from derive.printing import to_latex, to_text
+from derive.printing import to_text
 from derive.registry import Derivation, Result, Step, get
 
 SOURCE = "Zhang, Frei & Bartlett, Trained Transformers Learn Linear Models In-Context (JMLR 2024), seed 004"
@@ -262,8 +262,8 @@ def derive_minimizer() -> Derivation:
             Step(r"U_{11}^{\star}", o["U_stationary"], text_lhs="U11*", because="solve ∂ℓ̃/∂U11 = 0 for u ≠ 0 (Γ, Λ invertible; Γ commutes with Λ)"),
             Step(r"\left.\partial\tilde\ell/\partial u_{-1}\right|_{U_{11}^{\star}}", o["grad_u_on"], text_lhs="dl~/du at U11*",
                  because="vanishes for every u: a one-parameter family, write u = 1/c"),
-            Step(r"(U_{11}, u_{-1})", f"\\left({to_latex(o['family']['U11'])},\\ {to_latex(o['family']['u'])}\\right)",
-                 "the minimizer family, c ≠ 0", text_lhs="(U11, u)"),
+            Step(r"U_{11}", o["family"]["U11"], "the minimizer family: U11* with u = 1/c, c ≠ 0", text_lhs="U11"),
+            Step(r"u_{-1}", o["family"]["u"], "the minimizer family", text_lhs="u"),
             Step(r"\min\tilde\ell", o["minimum"], text_lhs="min l~", because="ℓ̃ on the family; independent of c"),
             Step(r"\tfrac12\|\Gamma^{1/2}(u_{-1}\Lambda^{1/2}U_{11}\Lambda^{1/2} - \Lambda\Gamma^{-1})\|_F^2", o["excess"],
                  text_lhs="|Gamma^(1/2) (u Lambda^(1/2) U11 Lambda^(1/2) - Lambda inv(Gamma))|_F^2 / 2", because="completing the square, expanded by the engine"),
