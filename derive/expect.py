@@ -16,7 +16,7 @@ independent draw (a query vector).  Families are independent of each other.
 Example::
 
     $ python -m derive.expect "x @ x.T @ A @ x @ x.T" --gaussian x:Lambda
-    tr(A @ Lambda) * Lambda + Lambda @ A @ Lambda + Lambda @ A.T @ Lambda
+    Lambda @ A @ Lambda + Lambda @ A.T @ Lambda + tr(A @ Lambda) * Lambda
 
 JSON output holds ``expectation`` (the result in the input grammar), ``latex``,
 ``shape`` and the input.  Bad input prints one line on stderr and exits with 2.
@@ -57,8 +57,10 @@ def _identifier(kind):
 
 
 def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog="python -m derive.expect", description=__doc__.split("\n\n")[0],
-                           epilog="Example: python -m derive.expect \"x @ x.T @ A @ x @ x.T\" --gaussian x:Lambda")
+    import argparse
+
+    parser = OneLineParser(prog="python -m derive.expect", description=__doc__.split("\n\n", 1)[1].strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("expression", help="expression in the project's grammar, e.g. \"x.T @ A @ x\"")
     parser.add_argument("--gaussian", action="append", default=[], type=parse_gaussian, metavar="NAME:COV",
                         help="zero-mean Gaussian d-vector NAME ~ N(0, COV); COV a SPD matrix symbol or I")
