@@ -198,18 +198,20 @@ PATTERN = "Lambda @ U11 @ Lambda @ U11.T"
 
 @functools.lru_cache(maxsize=None)
 def reduction() -> dict:
-    """Split L on u12 = u21 = 0 as a u² + b u + c₀ and read Γ off a = ½ tr(Γ ΛU11ΛU11ᵀ)."""
+    """Split L on u12 = u21 = 0 as a u² + b u + c₀; read Γ off a = ½ tr(Γ ΛU11ΛU11ᵀ); check it against E[S²]Λ⁻¹."""
     restricted = full_loss().substitute(ZERO_CROSS)
     u = scalar_symbol("u")
     value = sympy.expand(restricted.scalar)
     a, b, c0 = (value.coeff(u, k) for k in (2, 1, 0))
-    Gamma_from_loss = trace_coefficient(_scalar(2 * a), PATTERN)
+    Gamma = trace_coefficient(_scalar(2 * a), PATTERN)  # read off the loss: this is Γ's definition
+    define("Gamma", Gamma)  # from here on Γ is one letter; as a polynomial in Λ it commutes with Λ
     second_moment = get("gaussian.sample_second_moment").derivation.values["expectation"]
-    Gamma = Polynomial.of("S2 @ inv(Lambda)", DECL, {"S2": second_moment.substitute({"A": "I"})})
-    define("Gamma", Gamma)
+    Gamma_moment = Polynomial.of("S2 @ inv(Lambda)", DECL, {"S2": second_moment.substitute({"A": "I"})})
     reduced = Polynomial.of(f"u**2 / 2 * tr(Gamma @ {PATTERN})", DECL) + _scalar(b) * _scalar(u)
-    return {"restricted": restricted, "a": _scalar(a), "b": _scalar(b), "constant": _scalar(c0),
-            "Gamma_from_loss": Gamma_from_loss, "Gamma": Gamma, "reduced": reduced}
+    residual = reduced.substitute({"Gamma": Gamma}) + _scalar(c0) - restricted
+    return {"restricted": restricted, "a": _scalar(a), "b": _scalar(b), "constant": _scalar(c0), "Gamma": Gamma,
+            "Gamma_moment": Gamma_moment, "moment_residual": Gamma - Gamma_moment, "reduced": reduced,
+            "reduction_residual": residual}
 
 
 def _scalar(value) -> Polynomial:
@@ -222,14 +224,21 @@ def derive_reduced_loss() -> Derivation:
         steps=(
             Step(r"L|_{u_{12}=u_{21}=0}", r["restricted"], text_lhs="L at u12 = u21 = 0", because="set u12 = u21 = 0 in the population loss"),
             Step(r"[u_{-1}^2]\,L", r["a"], text_lhs="[u^2] L", because="coefficient of u² (a quadratic form in U11)"),
-            Step(r"G \text{ with } [u_{-1}^2]L = \tfrac12\operatorname{tr}(G \Lambda U_{11} \Lambda U_{11}^{\top})",
-                 r["Gamma_from_loss"], text_lhs="G with [u^2] L = tr(G Lambda U11 Lambda U11^T)/2", because="read off term by term (engine: trace_coefficient)"),
-            Step(r"\Gamma := \mathbb{E}[S^2]\Lambda^{-1}", r["Gamma"], text_lhs="Gamma := E[S^2] inv(Lambda)", because="from the lemma E[S A S] at A = I"),
+            Step(r"\Gamma \text{ with } [u_{-1}^2]L = \tfrac12\operatorname{tr}(\Gamma \Lambda U_{11} \Lambda U_{11}^{\top})",
+                 r["Gamma"], text_lhs="Gamma with [u^2] L = tr(Gamma Lambda U11 Lambda U11^T)/2",
+                 because="read off term by term (engine: trace_coefficient)"),
+            Step(r"\Gamma - \mathbb{E}[S^2]\Lambda^{-1}", r["moment_residual"], text_lhs="Gamma - E[S^2] inv(Lambda)",
+                 because="E[S²] from the lemma E[S A S] at A = I: Γ is the second-moment factor"),
             Step(r"[u_{-1}^0]\,L", r["constant"], text_lhs="[u^0] L", because="the loss of the zero predictor"),
-            Step(r"\tilde\ell(U_{11}, u_{-1})", r["reduced"], text_lhs="l~(U11, u)", because="G = Γ, so L = ℓ̃ + ½tr(Λ)"),
+            Step(r"\tilde\ell(U_{11}, u_{-1})", r["reduced"], text_lhs="l~(U11, u)",
+                 because="the u² and u terms, written with Γ"),
+            Step(r"\tilde\ell + \tfrac12\operatorname{tr}(\Lambda) - L|_{u_{12}=u_{21}=0}", r["reduction_residual"],
+                 text_lhs="l~ + tr(Lambda)/2 - L at u12 = u21 = 0", because="Γ written out again; so L = ℓ̃ + ½tr(Λ)"),
         ),
-        values={"reduced_loss": r["reduced"], "Gamma": r["Gamma"], "Gamma_from_loss": r["Gamma_from_loss"],
-                "constant": r["constant"], "restricted_loss": r["restricted"]},
+        values={"reduced_loss": r["reduced"], "Gamma": r["Gamma"], "Gamma_from_loss": r["Gamma"],
+                "Gamma_moment": r["Gamma_moment"], "moment_residual": r["moment_residual"],
+                "reduction_residual": r["reduction_residual"], "constant": r["constant"],
+                "restricted_loss": r["restricted"]},
     )
 
 

@@ -237,6 +237,8 @@ def test_reduced_loss_matches_paper():
     assert values["reduced_loss"] == paper["reduced_loss"]
     assert values["Gamma"] == paper["Gamma"]
     assert values["Gamma_from_loss"] == values["Gamma"]
+    assert values["Gamma_moment"] == values["Gamma"] and values["moment_residual"].is_zero()
+    assert values["reduction_residual"].is_zero()
     assert values["constant"] == Polynomial.of("tr(Lambda) / 2", DECL)
     infinite_N = Polynomial.of("Lambda", DECL)  # Γ without its 1/N terms
     assert values["Gamma"] != infinite_N and values["Gamma_from_loss"] != infinite_N
