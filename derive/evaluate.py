@@ -14,7 +14,6 @@ import numpy as np
 import sympy
 
 from derive.terms import LOOP, Contraction
-from derive.words import COMPOUNDS
 
 
 def _matrix_power(m: np.ndarray, p: Fraction, symmetric: bool) -> np.ndarray:
@@ -31,8 +30,9 @@ def _matrix_power(m: np.ndarray, p: Fraction, symmetric: bool) -> np.ndarray:
 def _word_value(word, values, d, symmetric) -> np.ndarray:
     result = np.eye(d)
     for l in word:
-        if l.name in COMPOUNDS:
-            m = COMPOUNDS[l.name].value.evaluate(values, d, values.get("N"))
+        compound = symmetric.compound(l.name)
+        if compound is not None:
+            m = compound.value.evaluate(values, d, values.get("N"))
         elif l.name not in values:
             raise KeyError(f"no value given for matrix {l.name!r}")
         else:

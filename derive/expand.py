@@ -55,10 +55,11 @@ class Declarations:
     symmetric: frozenset = frozenset()
     spd: frozenset = frozenset()
     commuting: tuple = ()
+    definitions: frozenset = frozenset()  # names made compound letters by define() (e.g. "Gamma")
     latex_names: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for attr in ("vectors", "scalars", "symmetric", "spd"):
+        for attr in ("vectors", "scalars", "symmetric", "spd", "definitions"):
             object.__setattr__(self, attr, frozenset(getattr(self, attr)))
         object.__setattr__(self, "gaussians", dict(self.gaussians))
         object.__setattr__(self, "commuting", tuple(tuple(group) for group in self.commuting))
@@ -82,7 +83,7 @@ class Declarations:
     def algebra(self) -> Algebra:
         symmetric = self.symmetric | self.spd | self.covariances
         pairs = tuple((name, f"group{k}") for k, group in enumerate(self.commuting) for name in group)
-        return Algebra(frozenset(symmetric), pairs)
+        return Algebra(frozenset(symmetric), pairs, self.definitions)
 
     def kind(self, name: str) -> str:
         if name in self.gaussians:
@@ -327,6 +328,9 @@ def define(name: str, poly) -> Compound:
     The letter joins the commuting group of the letters of ``poly`` when they
     all belong to one group (a function of Λ commutes with Λ), and is
     symmetric when ``poly`` equals its transpose.  Evaluation uses ``poly``.
+    A plain identifier such as ``"Gamma"`` means the compound only under
+    declarations that list it in ``definitions``; generated names (the text of
+    the polynomial, from ``inv(...)``) mean it everywhere.
     """
     if name in COMPOUNDS:
         return COMPOUNDS[name]

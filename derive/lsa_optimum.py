@@ -58,7 +58,7 @@ SOURCE = "Zhang, Frei & Bartlett, Trained Transformers Learn Linear Models In-Co
 LATEX_NAMES = {"u": "u_{-1}", "q": "x_{q}", "U11": "U_{11}", "u12": "u_{12}", "u21": "u_{21}"}
 # The prompt distribution: x[i], q i.i.d. N(0, Λ); w ~ N(0, I).
 DECL = Declarations(gaussians={"x": "Lambda", "q": "Lambda", "w": "I"}, vectors={"u12", "u21"},
-                    scalars={"u", "c", "sigma"}, latex_names=LATEX_NAMES)
+                    scalars={"u", "c", "sigma"}, definitions={"Gamma"}, latex_names=LATEX_NAMES)
 # Block algebra for step 1: Z = EEᵀ/N is symmetric, q is a fixed vector.
 BLOCK_DECL = Declarations(vectors={"u12", "u21", "q", "z12", "wpv12", "wkq12"},
                           scalars={"u", "z22", "wkq22"}, symmetric={"Z11"}, latex_names=LATEX_NAMES)

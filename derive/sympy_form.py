@@ -20,12 +20,12 @@ import sympy
 
 from derive.expand import D
 from derive.terms import LOOP, Contraction
-from derive.words import COMPOUNDS
 
 
-def _letter(l):
-    if l.name in COMPOUNDS:
-        base = to_sympy(COMPOUNDS[l.name].value)
+def _letter(l, algebra):
+    compound = algebra.compound(l.name)
+    if compound is not None:
+        base = to_sympy(compound.value)
     else:
         base = sympy.MatrixSymbol(l.name, D, D)
     p = l.power
@@ -36,9 +36,9 @@ def _letter(l):
     return sympy.Transpose(base) if l.transposed else base
 
 
-def _strand(strand):
+def _strand(strand, algebra):
     left, word, right = strand
-    factors = [_letter(l) for l in word]
+    factors = [_letter(l, algebra) for l in word]
     if left == LOOP:
         return sympy.Trace(sympy.MatMul(*factors) if factors else sympy.Identity(D))
     if left[0] == "vec":
@@ -50,19 +50,20 @@ def _strand(strand):
     return sympy.MatMul(*factors) if len(factors) > 1 else factors[0]
 
 
-def _scalar(value):
+def _scalar(value, algebra):
     # a bilinear form vᵀWu is a 1×1 matrix; its [0, 0] entry is the scalar
-    atoms = {a: _strand(a.strand) if a.strand[0] == LOOP else _strand(a.strand)[0, 0]
+    atoms = {a: _strand(a.strand, algebra) if a.strand[0] == LOOP else _strand(a.strand, algebra)[0, 0]
              for a in value.free_symbols if isinstance(a, Contraction)}
     return value.xreplace(atoms)
 
 
 def to_sympy(poly):
     """The polynomial as a sympy (matrix) expression."""
+    algebra = poly.decl.algebra
     total = None
     for chain, coef in poly.terms.items():
-        c = _scalar(coef)
-        term = c if not chain else sympy.MatMul(c, *[_strand(s) for s in chain])
+        c = _scalar(coef, algebra)
+        term = c if not chain else sympy.MatMul(c, *[_strand(s, algebra) for s in chain])
         total = term if total is None else total + term
     if total is None:
         return sympy.Integer(0) if poly.shape == (1, 1) else sympy.ZeroMatrix(D, D)

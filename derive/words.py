@@ -61,19 +61,30 @@ class Algebra:
     symmetric: frozenset[str] = frozenset()
     # name -> group label; letters of one group commute with each other
     commuting: tuple[tuple[str, str], ...] = ()
+    # plain names that stand for a defined compound (e.g. "Gamma"); elsewhere such a name is a plain matrix
+    definitions: frozenset[str] = frozenset()
     _groups: dict = field(default=None, compare=False, hash=False, repr=False)
+
+    def compound(self, name: str) -> Compound | None:
+        """The compound behind a letter: generated names always, plain names only where defined."""
+        found = COMPOUNDS.get(name)
+        if found is not None and (name in self.definitions or not name.isidentifier()):
+            return found
+        return None
 
     def group(self, name: str) -> str | None:
         if self._groups is None:
             object.__setattr__(self, "_groups", dict(self.commuting))
         if name in self._groups:
             return self._groups[name]
-        if name in COMPOUNDS:
-            return COMPOUNDS[name].group
+        compound = self.compound(name)
+        if compound is not None:
+            return compound.group
         return name if name in self.symmetric else None
 
     def is_symmetric(self, name: str) -> bool:
-        return name in self.symmetric or (name in COMPOUNDS and COMPOUNDS[name].symmetric)
+        compound = self.compound(name)
+        return name in self.symmetric or (compound is not None and compound.symmetric)
 
 
 def letter(name: str, power=1, transposed: bool = False) -> Letter:

@@ -52,3 +52,12 @@ def test_canonical_form_agrees_with_numbers():
     A, B, C, Lam, v, w = (values[k] for k in ("A", "B", "C", "Lambda", "v", "w"))
     want = np.trace(A @ Lam @ B.T @ Lam) * (v @ A @ w) + np.trace(Lam @ np.linalg.inv(2 * Lam + np.eye(d)) @ Lam @ C)
     assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_named_definitions_are_scoped_to_their_declarations():
+    from derive.lsa_optimum import DECL as LSA, reduction
+
+    reduction()  # defines "Gamma" as a polynomial in Λ
+    assert Polynomial.of("Gamma @ Lambda", LSA) == Polynomial.of("Lambda @ Gamma", LSA)  # commutes with Λ
+    plain = Declarations(symmetric={"Lambda"})
+    assert Polynomial.of("Gamma @ Lambda", plain) != Polynomial.of("Lambda @ Gamma", plain)  # a plain matrix here
