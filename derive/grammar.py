@@ -162,19 +162,6 @@ class Sum(Expr):
     body: Expr
 
 
-def tr(x: Expr) -> Trace:
-    return Trace(x)
-
-
-def inv(x: Expr) -> Inverse:
-    return Inverse(x)
-
-
-def names(*identifiers: str) -> tuple[Name, ...]:
-    """``A, x = names("A", "x")`` -- build expressions in Python code."""
-    return tuple(Name(n) for n in identifiers)
-
-
 _BINARY = {ast.Add: Add, ast.Sub: Sub, ast.Mult: Mul, ast.Div: Div, ast.MatMult: MatMul}
 
 

@@ -49,7 +49,7 @@ import sympy
 from derive import grammar as g
 from derive.calculus import gradient, solve_linear, trace_coefficient
 from derive.cli import OneLineParser, UsageError, run
-from derive.expand import Declarations, ExpressionError, define, scalar_symbol
+from derive.expand import Declarations, define, scalar_symbol
 from derive.polynomial import Polynomial, expectation
 from derive.printing import to_text
 from derive.registry import Derivation, Result, Step, get

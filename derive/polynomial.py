@@ -20,7 +20,7 @@ import sympy
 
 from derive import grammar as g
 from derive.expand import D, N, Declarations, Expander, ExpressionError, SCALAR, shape_name
-from derive.terms import COL, LOOP, ROW, Contraction, RawTerm, canonicalize, chain_shape
+from derive.terms import LOOP, Contraction, RawTerm, canonicalize
 from derive.terms import matmul as _matmul, trace as _trace, transpose as _transpose, product as _product
 from derive.wick import expect_term
 

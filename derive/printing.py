@@ -25,7 +25,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from derive.terms import COL, LOOP, ROW
+from derive.terms import LOOP
 from derive.words import COMPOUNDS
 
 GREEK = {

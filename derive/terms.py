@@ -89,10 +89,6 @@ def join(strands: tuple[Strand, ...], a, b, middle: Word, algebra: Algebra) -> t
     return rest + (joined,)
 
 
-def has_end(term: RawTerm, end) -> bool:
-    return any(s[0] == end or s[2] == end for s in term.strands)
-
-
 def product(a: RawTerm, b: RawTerm) -> RawTerm:
     return RawTerm(a.coef * b.coef, a.strands + b.strands, a.labels | b.labels)
 
@@ -183,11 +179,6 @@ def canonicalize(term: RawTerm, algebra: Algebra, d: sympy.Symbol) -> tuple[tupl
             scalar = scalar * Contraction(strand)
     chain.sort(key=lambda s: 0 if s[0] == ROW else 1)
     return tuple(chain), scalar
-
-
-def chain_shape(chain: tuple) -> tuple:
-    ends = {e for s in chain for e in (s[0], s[2])}
-    return ("d" if ROW in ends else 1, "d" if COL in ends else 1)
 
 
 def letter_strand(name: str, power=1, transposed=False) -> Strand:

@@ -87,10 +87,6 @@ class Algebra:
         return name in self.symmetric or (compound is not None and compound.symmetric)
 
 
-def letter(name: str, power=1, transposed: bool = False) -> Letter:
-    return Letter(name, Fraction(power), transposed)
-
-
 def transpose_word(word: Word, algebra: Algebra) -> Word:
     """``(M_1 ... M_k)ᵀ = M_kᵀ ... M_1ᵀ``."""
     return tuple(

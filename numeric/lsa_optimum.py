@@ -535,7 +535,6 @@ def prediction_check(samples: int | None = None, device="cpu", seed: int = 0, d:
     generator.manual_seed(int(seed))
     prompts = sample_prompts(inst["Lambda"], N, (n,), generator, device)
     E = embed(prompts)
-    wpv, wkq = _on(device, inst["W_PV"]), _on(device, inst["W_KQ"])
 
     def yhat_of(pv, kq):
         return lsa_forward(E, _on(device, pv), _on(device, kq))[:, d, N].cpu().numpy()

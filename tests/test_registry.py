@@ -31,8 +31,6 @@ def test_get_unknown_id_names_the_known_ones():
 
 
 def test_paper_statements_match_where_given():
-    from derive.polynomial import Polynomial
-
     for r in all_results():
         if r.paper is None or not r.id.startswith("gaussian."):
             continue
