@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from numeric import lsa_dynamics as dyn
 from numeric import lsa_optimum as lsa
 from numeric.checks import DeterministicCheck, MonteCarloCheck
 from numeric.montecarlo import StreamingMoments, run_montecarlo
@@ -112,16 +113,16 @@ def test_prediction_check():
 
 
 def test_flow_check_conserves_invariant_and_reaches_the_limit():
-    report = lsa.flow_check(seed=1, d=2, N=4, T=60.0)
+    report = dyn.flow_check(seed=1, d=2, N=4, T=60.0)
     assert report["passed"], report["detail"]
-    assert report["invariant_drift"] <= lsa.INVARIANT_TOL
-    assert report["limit_error"] <= lsa.LIMIT_TOL
+    assert report["invariant_drift"] <= dyn.INVARIANT_TOL
+    assert report["limit_error"] <= dyn.LIMIT_TOL
     assert all(report["negative_controls"].values()), report["wrong"]
 
 
 def test_training_keeps_cross_blocks_at_zero_and_finds_gamma_inverse(tmp_path):
     figure = tmp_path / "training.png"
-    report = lsa.training_experiment(seed=0, figure=figure, **lsa.TRAINING_SMALL)
+    report = dyn.training_experiment(seed=0, figure=figure, **dyn.TRAINING_SMALL)
     assert report["passed"], report["detail"]
     for entry in report["per_lr"].values():
         assert entry["cross_passed"], entry["cross_max_z"]  # u12, u21 ~ 0 within noise
@@ -143,7 +144,7 @@ def test_deterministic_checks_are_declared():
 def test_cli_bad_input_is_one_line(argv, capsys):
     from derive.cli import run
 
-    assert run(lsa.main, argv) == 2
+    assert run(dyn.main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1
 
@@ -156,5 +157,5 @@ def test_samplers_run_on_cuda():
     for sampler in (lsa.loss_samples, lsa.conditional_loss_samples, lsa.gradient_sampler("u12", "u21")):
         values = sampler(inst, 1000, generator, device)
         assert values.device.type == "cuda" and torch.isfinite(values).all()
-    report = lsa.training_experiment(seed=0, device=device, **{**lsa.TRAINING_SMALL, "horizon": 3.0})
+    report = dyn.training_experiment(seed=0, device=device, **{**dyn.TRAINING_SMALL, "horizon": 3.0})
     assert np.isfinite(report["extrapolated"]["uU11"]).all()
