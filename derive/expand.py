@@ -192,6 +192,7 @@ class Expander:
                 f"'*' needs a scalar factor, got a {shape_name(a.shape)} times a {shape_name(b.shape)} (use @)"
             )
         shape = b.shape if a.shape == SCALAR else a.shape
+        _check_size(len(a.terms) * len(b.terms))
         return Expanded(shape, [product(s, t) for s in a.terms for t in b.terms])
 
     def _MatMul(self, e, bound) -> Expanded:
@@ -199,6 +200,7 @@ class Expander:
         if a.shape[1] != b.shape[0]:
             raise ExpressionError(f"'@' shape mismatch: a {shape_name(a.shape)} @ a {shape_name(b.shape)}")
         inner = a.shape[1] == "d"
+        _check_size(len(a.terms) * len(b.terms))
         terms = [matmul(s, t, inner, self.algebra) for s in a.terms for t in b.terms]
         return Expanded((a.shape[0], b.shape[1]), terms)
 
@@ -274,6 +276,7 @@ class Expander:
         for _ in range(k - 1):
             nxt = self.expand(base, bound)
             inner = shape[1] == "d"
+            _check_size(len(result.terms) * len(nxt.terms))
             result = Expanded(shape, [matmul(s, t, inner, self.algebra) for s in result.terms for t in nxt.terms])
         return result
 
@@ -316,6 +319,14 @@ class Expander:
         label = next(self._labels)
         body = self.expand(e.body, {**bound, e.index: label})
         return Expanded(body.shape, [RawTerm(t.coef, t.strands, t.labels | {label}) for t in body.terms])
+
+
+MAX_TERMS = 200_000  # beyond this an expansion would take minutes and gigabytes: refuse it
+
+
+def _check_size(count: int) -> None:
+    if count > MAX_TERMS:
+        raise ExpressionError(f"the expansion has {count:,} terms (limit {MAX_TERMS:,}); split the expression")
 
 
 def _scaled(x: Expanded, factor) -> Expanded:

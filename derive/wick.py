@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sympy
 
-from derive.expand import N, Declarations
+from derive.expand import N, Declarations, ExpressionError
 from derive.terms import RawTerm, join
 from derive.words import Letter
 from fractions import Fraction
@@ -66,7 +66,20 @@ def expect_term(term: RawTerm, decl: Declarations):
             groups.setdefault((e[1], block_of.get(e[2])), []).append(e)
         if any(len(group) % 2 for group in groups.values()):
             continue
+        matchings = 1
+        for group in groups.values():
+            matchings *= _double_factorial(len(group) - 1)
+        if matchings > MAX_PAIRINGS:
+            raise ExpressionError(f"{matchings:,} Wick pairings in one term (limit {MAX_PAIRINGS:,}): "
+                                  "too many Gaussian factors")
         yield from _pairings(term.strands, list(groups.items()), term.coef * weight, decl, algebra)
+
+
+MAX_PAIRINGS = 1_000_000  # a term with 16 factors of one family already has 2,027,025
+
+
+def _double_factorial(n: int) -> int:
+    return 1 if n <= 0 else n * _double_factorial(n - 2)
 
 
 def _pairings(strands, groups, coef, decl, algebra):

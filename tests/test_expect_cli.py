@@ -65,6 +65,10 @@ def test_latex_format():
     ["__import__('os')"],
     ["A @"],
     ["A", "--format", "yaml"],
+    ["(x.T @ x)**9", "--gaussian", "x:I"],                    # 34 million pairings: refused, not hung
+    ["(A + B)**20"],                                          # 2**20 terms: refused
+    ["A**1e3"],                                               # exponent not an integer literal
+    ["1e999 * A"],                                            # not finite
     [],
 ])
 def test_bad_input_is_one_line_exit_2(args, capsys):
@@ -88,3 +92,13 @@ def test_help_documents_the_grammar():
     out = cli("--help")
     assert out.returncode == 0
     assert "--gaussian" in out.stdout and "NAME:COV" in out.stdout
+
+
+def test_chi_square_moment_in_general_d():
+    """E[(xᵀx)³] = d(d+2)(d+4) for x ~ N(0, I_d): general d, from pairings alone."""
+    import sympy
+
+    from derive.expand import D
+
+    got = expectation("(x.T @ x)**3", gaussians={"x": "I"}).scalar
+    assert sympy.expand(got - D * (D + 2) * (D + 4)) == 0
