@@ -38,7 +38,7 @@ error exits with status 1 and pdflatex's error line (the one starting with
 Run::
 
     python -m derive.export                      # derivations/ and the README table
-    python -m derive.export --out DIR            # elsewhere (DIR is created; must not be a file)
+    python -m derive.export --out DIR            # elsewhere (DIR is created; must not be a file); README untouched
     python -m derive.export --pdf [--pdf-out derivations.pdf]
     python -m derive.export --no-readme          # leave README.md alone
     python -m derive.export --no-compile         # do not run pdflatex even if it is installed
@@ -274,7 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="output directory (default: derivations/ at the repository root)")
     parser.add_argument("--pdf", action="store_true", help="keep the compiled PDF (needs pdflatex)")
     parser.add_argument("--pdf-out", type=Path, help="where --pdf writes it (default: derivations.pdf next to --out)")
-    parser.add_argument("--readme", type=Path, default=DEFAULT_README, help="README whose results table to update")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="README whose results table to update (default: README.md, but only when --out is "
+                             "the default derivations/, so an export elsewhere never rewrites the project's README)")
     parser.add_argument("--no-readme", action="store_true", help="do not touch the README")
     parser.add_argument("--no-compile", action="store_true", help="do not run pdflatex (conflicts with --pdf)")
     args = parser.parse_args(argv)
@@ -288,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     pdf_out = args.pdf_out or out.resolve().parent / f"{out.resolve().name}.pdf"
     if args.pdf and pdf_out.exists() and pdf_out.is_dir():
         raise UsageError(f"--pdf-out {pdf_out} is a directory")
+    if args.readme is None and out.resolve() == Path(DEFAULT_OUT).resolve():
+        args.readme = DEFAULT_README
+    if args.readme is None:
+        args.no_readme = True
     if not args.no_readme and args.readme.exists() and not args.readme.is_file():
         raise UsageError(f"--readme {args.readme} is not a file")
 

@@ -212,3 +212,10 @@ def test_pdf_flag_writes_next_to_the_output_dir(tmp_path):
     assert run(export.main, ["--out", str(out), "--no-readme", "--pdf"]) == 0
     assert (tmp_path / "derivations.pdf").stat().st_size > 1000
     assert not list(out.glob("*.pdf"))
+
+
+def test_export_elsewhere_leaves_the_readme_alone(tmp_path):
+    readme = export.DEFAULT_README.read_bytes()
+    assert export.main(["--out", str(tmp_path / "out"), "--no-compile"]) == 0
+    assert export.DEFAULT_README.read_bytes() == readme
+    assert (tmp_path / "out" / "derivations.tex").exists()
