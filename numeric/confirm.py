@@ -57,24 +57,21 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(message)
 
 
-def _sample_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a standard error needs two samples), got {value}")
-    return value
+def _integer_at_least(minimum: int, why: str):
+    """argparse type: an integer >= ``minimum``; ``why`` is the one-line complaint otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{why}, got {value}")
+        return value
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be non-negative, got {value}")
-    return value
+_sample_count = _integer_at_least(2, "must be at least 2 (a standard error needs two samples)")
+_seed = _integer_at_least(0, "must be non-negative")
 
 
 def build_parser() -> argparse.ArgumentParser:
