@@ -14,21 +14,22 @@ Run: ``python -m derive`` lists these with every other registered result;
 
 from __future__ import annotations
 
-from derive import grammar as g
-from derive.expand import Declarations
-from derive.polynomial import Polynomial, expectation
-from derive.printing import expr_latex
+from derive.engine import grammar as g
+from derive.engine.context import Context
+from derive.engine.pipeline import declare, expectation
+from derive.engine.polynomial import Polynomial
+from derive.engine.printing import expr_latex
 from derive.registry import Derivation, Result, Step
 
 SOURCE = "Zhang, Frei & Bartlett (2024), Lemma D.2 (seed 004); Matrix Cookbook §8.2"
-DECL = Declarations(gaussians={"x": "Lambda"})
+DECL = declare(gaussians={"x": "Lambda"})
 ASSUMPTIONS = ("x ~ N(0, Λ) with Λ symmetric positive definite", "A, B constant d×d matrices (not symmetric)")
 
 
-def moment_derivation(text: str, decl: Declarations = DECL) -> Derivation:
+def moment_derivation(text: str, decl: Context = DECL) -> Derivation:
     """Steps of a Gaussian moment: the definition, then the engine's Wick expansion."""
     expr = g.parse(text)
-    result = expectation(expr, decl=decl)
+    result = expectation(expr, decl)
     lhs = f"\\mathbb{{E}}\\left[{expr_latex(expr)}\\right]"
     uses_sums = "sum(" in text
     because = ("Isserlis: sum over perfect matchings of the Gaussian factors, each pair giving Λ"

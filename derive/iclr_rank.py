@@ -395,7 +395,7 @@ RESULTS = [
 def _to_latex(obj: Any) -> str:
     """LaTeX of a step's math, by the shared printer when it exists."""
     try:
-        from derive.printing import to_latex  # written elsewhere in the project
+        from derive.engine.printing import to_latex
     except ImportError:
         return sp.latex(obj)
     return to_latex(obj)

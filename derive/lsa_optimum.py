@@ -30,7 +30,7 @@ The chain (each step a registered result, each computed by the engine)
    limit is u = ‖Γ⁻¹‖_F^{1/2}, U11 = ‖Γ⁻¹‖_F^{−1/2}Γ⁻¹.
 
 Γ commutes with Λ because it is a polynomial in Λ: the engine's compound
-letters (``derive.expand.define``) know that functions of Λ commute with Λ.
+letters (``derive.engine.pipeline.define``) know that functions of Λ commute with Λ.
 
 Run::
 
@@ -46,53 +46,26 @@ import sys
 import numpy as np
 import sympy
 
-from derive import grammar as g
-from derive.calculus import gradient, solve_linear, trace_coefficient
 from derive.cli import OneLineParser, UsageError, run
-from derive.expand import Declarations, define, scalar_symbol
-from derive.polynomial import Polynomial, expectation
-from derive.printing import to_text
+from derive.engine import grammar as g
+from derive.engine.blocks import block_matmul, block_trace, block_transpose
+from derive.engine.calculus import gradient, solve_linear, trace_coefficient
+from derive.engine.pipeline import declare, define, expectation
+from derive.engine.polynomial import Polynomial
 from derive.registry import Derivation, Result, Step, get
 
 SOURCE = "Zhang, Frei & Bartlett, Trained Transformers Learn Linear Models In-Context (JMLR 2024), seed 004"
 LATEX_NAMES = {"u": "u_{-1}", "q": "x_{q}", "U11": "U_{11}", "u12": "u_{12}", "u21": "u_{21}"}
 # The prompt distribution: x[i], q i.i.d. N(0, Λ); w ~ N(0, I).
-DECL = Declarations(gaussians={"x": "Lambda", "q": "Lambda", "w": "I"}, vectors={"u12", "u21"},
-                    scalars={"u", "c", "sigma"}, definitions={"Gamma"}, latex_names=LATEX_NAMES)
+DECL = declare(gaussians={"x": "Lambda", "q": "Lambda", "w": "I"}, vectors=["u12", "u21"],
+               scalars=["u", "c", "sigma"], latex_names=LATEX_NAMES)
 # Block algebra for step 1: Z = EEᵀ/N is symmetric, q is a fixed vector.
-BLOCK_DECL = Declarations(vectors={"u12", "u21", "q", "z12", "wpv12", "wkq12"},
-                          scalars={"u", "z22", "wkq22"}, symmetric={"Z11"}, latex_names=LATEX_NAMES)
+BLOCK_DECL = declare(vectors=["u12", "u21", "q", "z12", "wpv12", "wkq12"], scalars=["u", "z22", "wkq22"],
+                     matrices={"Z11": "symmetric"}, latex_names=LATEX_NAMES)
 ASSUMPTIONS = ("x₁, …, x_N, x_q i.i.d. N(0, Λ), Λ symmetric positive definite", "w ~ N(0, I_d), yᵢ = wᵀxᵢ",
                "N ≥ 1", "ρ = N (the normalization of f_LSA)")
 
 P = g.parse  # short alias: block entries are written in the grammar
-
-
-# ---------------------------------------------------------------- block algebra (2×2 blocks, None = 0)
-
-def block_matmul(a, b):
-    """Product of block matrices given as lists of rows; entries are grammar expressions or None (zero)."""
-    rows = []
-    for row in a:
-        out = []
-        for k in range(len(b[0])):
-            total = None
-            for j, entry in enumerate(row):
-                if entry is None or b[j][k] is None:
-                    continue
-                total = entry @ b[j][k] if total is None else total + entry @ b[j][k]
-            out.append(total)
-        rows.append(out)
-    return rows
-
-
-def block_transpose(a):
-    return [[None if a[i][j] is None else a[i][j].T for i in range(len(a))] for j in range(len(a[0]))]
-
-
-def block_trace(a):
-    diagonal = [a[k][k] for k in range(len(a)) if a[k][k] is not None]
-    return sum((g.Trace(e) if k == 0 else e for k, e in enumerate(diagonal)), start=g.Number(0))
 
 
 W_PV = [[P("WPV11"), P("wpv12")], [P("u12.T"), P("u")]]
@@ -155,7 +128,7 @@ def derive_prediction() -> Derivation:
 def population_loss(query: bool = True) -> Polynomial:
     """L = ½ E[(ŷ − wᵀx_q)²] with Z's blocks replaced by their definitions."""
     loss = g.Div(g.Pow(g.Sub(prediction().expr(), P("w.T @ q")), 2), g.Number(2))
-    return expectation(loss, decl=DECL, env=z_blocks(query))
+    return expectation(loss, DECL, env=z_blocks(query))
 
 
 @functools.lru_cache(maxsize=None)
@@ -200,22 +173,27 @@ PATTERN = "Lambda @ U11 @ Lambda @ U11.T"
 def reduction() -> dict:
     """Split L on u12 = u21 = 0 as a u² + b u + c₀; read Γ off a = ½ tr(Γ ΛU11ΛU11ᵀ); check it against E[S²]Λ⁻¹."""
     restricted = full_loss().substitute(ZERO_CROSS)
-    u = scalar_symbol("u")
+    u = DECL.symbol("u")
     value = sympy.expand(restricted.scalar)
     a, b, c0 = (value.coeff(u, k) for k in (2, 1, 0))
     Gamma = trace_coefficient(_scalar(2 * a), PATTERN)  # read off the loss: this is Γ's definition
-    define("Gamma", Gamma)  # from here on Γ is one letter; as a polynomial in Λ it commutes with Λ
+    ctx = define(DECL, "Gamma", Gamma)  # from here on Γ is one letter; as a polynomial in Λ it commutes with Λ
     second_moment = get("gaussian.sample_second_moment").derivation.values["expectation"]
     Gamma_moment = Polynomial.of("S2 @ inv(Lambda)", DECL, {"S2": second_moment.substitute({"A": "I"})})
-    reduced = Polynomial.of(f"u**2 / 2 * tr(Gamma @ {PATTERN})", DECL) + _scalar(b) * _scalar(u)
+    reduced = Polynomial.of(f"u**2 / 2 * tr(Gamma @ {PATTERN})", ctx) + _scalar(b, ctx) * _scalar(u, ctx)
     residual = reduced.substitute({"Gamma": Gamma}) + _scalar(c0) - restricted
     return {"restricted": restricted, "a": _scalar(a), "b": _scalar(b), "constant": _scalar(c0), "Gamma": Gamma,
             "Gamma_moment": Gamma_moment, "moment_residual": Gamma - Gamma_moment, "reduced": reduced,
-            "reduction_residual": residual}
+            "reduction_residual": residual, "context": ctx}
 
 
-def _scalar(value) -> Polynomial:
-    return Polynomial((1, 1), {(): sympy.sympify(value)}, DECL)
+def context():
+    """The chain's context from step 4 on: DECL with Γ defined (as read off the loss)."""
+    return reduction()["context"]
+
+
+def _scalar(value, ctx=None) -> Polynomial:
+    return Polynomial((1, 1), {(): sympy.sympify(value)}, ctx or DECL)
 
 
 def derive_reduced_loss() -> Derivation:
@@ -251,13 +229,14 @@ def optimum() -> dict:
     grad_U, grad_u = gradient(reduced, "U11"), gradient(reduced, "u")
     U_stationary = solve_linear(grad_U, "U11")  # = Γ⁻¹/u
     grad_u_on = grad_u.substitute({"U11": U_stationary})  # vanishes identically: a one-parameter family
-    family = {"U11": U_stationary.substitute({"u": "1/c"}), "u": _scalar(1 / scalar_symbol("c"))}
+    ctx = context()
+    family = {"U11": U_stationary.substitute({"u": "1/c"}), "u": _scalar(1 / ctx.symbol("c"), ctx)}
     minimum = reduced.substitute(family)
-    excess = Polynomial.of("tr(M @ M.T) / 2", DECL,
+    excess = Polynomial.of("tr(M @ M.T) / 2", ctx,
                            {"M": "Gamma**(1/2) @ (u * Lambda**(1/2) @ U11 @ Lambda**(1/2) - Lambda @ inv(Gamma))"})
     residual = reduced - minimum - excess
     global_minimizer = solve_linear(Polynomial.of("u * Lambda**(1/2) @ U11 @ Lambda**(1/2) - Lambda @ inv(Gamma)",
-                                                  DECL), "U11")
+                                                  ctx), "U11")
     return {"grad_U": grad_U, "grad_u": grad_u, "U_stationary": U_stationary, "grad_u_on": grad_u_on,
             "family": family, "minimum": minimum, "excess": excess, "residual": residual,
             "global_minimizer": global_minimizer}
@@ -277,12 +256,12 @@ def derive_minimizer() -> Derivation:
             Step(r"\tfrac12\|\Gamma^{1/2}(u_{-1}\Lambda^{1/2}U_{11}\Lambda^{1/2} - \Lambda\Gamma^{-1})\|_F^2", o["excess"],
                  text_lhs="|Gamma^(1/2) (u Lambda^(1/2) U11 Lambda^(1/2) - Lambda inv(Gamma))|_F^2 / 2", because="completing the square, expanded by the engine"),
             Step(r"\tilde\ell - \min\tilde\ell - \text{(excess)}", o["residual"], text_lhs="l~ - min l~ - excess", because="so the excess-loss identity holds"),
-            Step(r"u_{-1} U_{11} \text{ at a global minimum}", o["global_minimizer"] * _scalar(scalar_symbol("u")),
+            Step(r"u_{-1} U_{11} \text{ at a global minimum}", o["global_minimizer"] * _scalar(DECL.symbol("u")),
                  text_lhs="u U11 at a global minimum", because="excess = 0 iff u Λ^{1/2} U11 Λ^{1/2} = ΛΓ⁻¹; solved by the engine"),
         ),
         values={"minimizer": o["family"], "minimum": o["minimum"], "excess_residual": o["residual"],
                 "U_stationary": o["U_stationary"], "global_minimizer_product":
-                    o["global_minimizer"] * _scalar(scalar_symbol("u"))},
+                    o["global_minimizer"] * _scalar(DECL.symbol("u"))},
     )
 
 
@@ -296,14 +275,15 @@ def flow() -> dict:
     reduced = reduction()["reduced"]
     o = optimum()
     dU, du = -o["grad_U"], -o["grad_u"]  # Lemma 5.2: dθ/dt = −∇ℓ̃
-    invariant = Polynomial.of(INVARIANT, DECL)
-    u, U = Polynomial.of("u", DECL), Polynomial.of("U11", DECL)
+    ctx = context()
+    invariant = Polynomial.of(INVARIANT, ctx)
+    u, U = Polynomial.of("u", ctx), Polynomial.of("U11", ctx)
     d_invariant = u * du * 2 - (U.T @ dU).trace() * 2  # chain rule along the flow
     scaled = reduced.substitute({"U11": "c * U11", "u": "u / c"})
     euler = (U.T @ o["grad_U"]).trace() - u * o["grad_u"]  # d/dc ℓ̃(cU11, u/c) at c = 1
-    balanced_start = Polynomial.of(INVARIANT, DECL, {"u": "sigma", "U11": "sigma * Theta @ Theta.T"})
+    balanced_start = Polynomial.of(INVARIANT, ctx, {"u": "sigma", "U11": "sigma * Theta @ Theta.T"})
     on_family = invariant.substitute(o["family"])
-    c, c_pos = scalar_symbol("c"), sympy.Symbol("c", positive=True)
+    c, c_pos = ctx.symbol("c"), sympy.Symbol("c", positive=True)
     atoms = {a: sympy.Symbol(f"t{k}", positive=True) for k, a in enumerate(on_family.scalar.free_symbols - {c})}
     roots = sympy.solve(on_family.scalar.xreplace({c: c_pos, **atoms}), c_pos)
     (root,) = roots  # u > 0 along the flow (Lemma A.4), so c > 0
@@ -342,10 +322,9 @@ def derive_balanced_invariant() -> Derivation:
 # ---------------------------------------------------------------- the registry
 
 def _paper(text: str):
-    """The paper's closed form, for tests only; Γ must be defined first (it is derived, step 4)."""
+    """The paper's closed form, for tests only, read in the chain's context (Γ as derived in step 4)."""
     def parsed():
-        reduction()
-        return Polynomial.of(text, DECL)
+        return Polynomial.of(text, context())
     return parsed
 
 
@@ -388,8 +367,8 @@ RESULTS = [
 def chain_json() -> dict:
     """The chain's results in the input grammar; Γ is written out in terms of Λ, N, d."""
     gamma = reduction()["Gamma"]
-    expanded = {"Gamma": f"({to_text(gamma)})"}
-    text = lambda p: to_text(p, expanded)  # noqa: E731
+    # Γ written out: substituted where it is a factor, and printed in DECL, which has no name for it
+    text = lambda p: p.substitute({"Gamma": gamma}).in_context(DECL).text()  # noqa: E731
     o, f = optimum(), flow()
     return {
         "population_loss": text(full_loss()),

@@ -29,7 +29,7 @@ class Step:
     """One line of a derivation: ``lhs = math`` because ``because``.
 
     ``math`` is anything the printers understand: a
-    :class:`derive.polynomial.Polynomial`, a sympy expression, or a string
+    :class:`derive.engine.polynomial.Polynomial`, a sympy expression, or a string
     that is already LaTeX (``latex=True``).
     """
 

@@ -2,7 +2,7 @@
 
 Every command that prints a derivation (``python -m derive.lsa_optimum``,
 ``python -m derive.iclr_rank``, ``python -m derive.export``) goes through these
-functions, which go through the one printer, :mod:`derive.printing`.  This
+functions, which go through the one printer, :mod:`derive.engine.printing`.  This
 module only lays the printed formulas out: it breaks long sums into rows of an
 ``align*`` (:func:`split_sum`, :func:`math_rows`) and turns the registry's plain
 text (statements, assumptions, justifications, with Unicode math such as
@@ -17,7 +17,7 @@ import re
 import sys
 import textwrap
 
-from derive.printing import to_latex, to_text
+from derive.engine.printing import to_latex, to_text
 from derive.registry import Result, Step
 
 GENERATED_BY = "python -m derive.export"

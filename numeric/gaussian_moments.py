@@ -16,7 +16,7 @@ The instance (drawn from ``np.random.default_rng(seed)``) is a well-conditioned
 SPD :math:`\Lambda = Q \operatorname{diag}(\lambda) Q^\top` (Haar-random
 :math:`Q`, eigenvalues uniform in [0.5, 1.5]) and non-symmetric
 :math:`A, B = I + G/\sqrt d` (:math:`G` standard normal).  ``exact`` evaluates ``Result.derivation.values["expectation"]``
-(a :class:`derive.polynomial.Polynomial`) with
+(a :class:`derive.engine.polynomial.Polynomial`) with
 ``{"Lambda": Λ, "A": A, "B": B}``; nothing here re-derives the result.  The
 ``wrong`` formulas are deliberately wrong closed forms typed in numpy
 (negative controls that the comparison must reject).

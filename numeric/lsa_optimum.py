@@ -480,7 +480,7 @@ def largest_term_of(*polys_of):
 
     ``polys_of(instance)`` returns (polynomial, overrides) pairs; overrides replace block values.
     """
-    from derive.evaluate import largest_term
+    from derive.engine.evaluate import largest_term
 
     def scale(instance):
         d = np.asarray(instance["Lambda"]).shape[0]

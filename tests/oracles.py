@@ -1,7 +1,7 @@
 """Reference oracles for Gaussian expectations, independent of the engine.
 
 Nothing here uses the engine's pairing logic: the only import from ``derive``
-is :func:`derive.grammar.parse`, which turns the text into an expression tree.
+is :func:`derive.engine.grammar.parse`, which turns the text into an expression tree.
 Three independent ways of obtaining ``E[expr]`` are provided, plus hand-written
 closed forms from the Matrix Cookbook (Petersen & Pedersen, section 8.2):
 
@@ -49,7 +49,7 @@ import numpy as np
 from hypothesis import strategies as st
 from numpy.polynomial.hermite_e import hermegauss
 
-from derive.grammar import (
+from derive.engine.grammar import (
     Add,
     Div,
     Expr,

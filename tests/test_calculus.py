@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from derive.calculus import gradient, solve_linear, trace_coefficient
-from derive.expand import Declarations
-from derive.polynomial import Polynomial
+from derive.engine.calculus import gradient, solve_linear, trace_coefficient
+from derive.engine.pipeline import declare
+from derive.engine.polynomial import Polynomial
 
-DECL = Declarations(symmetric={"Lambda"}, vectors={"v", "w"}, scalars={"c"})
+DECL = declare(symmetric={"Lambda"}, vectors={"v", "w"}, scalars={"c"})
 D = 3
 RNG = np.random.default_rng(11)
 _L = RNG.normal(size=(D, D))

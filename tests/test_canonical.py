@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from derive.expand import Declarations
-from derive.polynomial import Polynomial
+from derive.engine.pipeline import declare
+from derive.engine.polynomial import Polynomial
 
-DECL = Declarations(symmetric={"Lambda"}, vectors={"v", "w"})
+DECL = declare(spd={"Lambda"}, vectors={"v", "w"})
 
 
 def same(a: str, b: str, decl=DECL) -> bool:
@@ -54,10 +54,26 @@ def test_canonical_form_agrees_with_numbers():
     assert got == pytest.approx(want, rel=1e-12)
 
 
-def test_named_definitions_are_scoped_to_their_declarations():
-    from derive.lsa_optimum import DECL as LSA, reduction
+def test_named_definitions_are_scoped_to_their_contexts():
+    """Γ means the compound only in the context the derivation defined it in; nothing global changes."""
+    from derive import lsa_optimum as lsa
 
-    reduction()  # defines "Gamma" as a polynomial in Λ
-    assert Polynomial.of("Gamma @ Lambda", LSA) == Polynomial.of("Lambda @ Gamma", LSA)  # commutes with Λ
-    plain = Declarations(symmetric={"Lambda"})
-    assert Polynomial.of("Gamma @ Lambda", plain) != Polynomial.of("Lambda @ Gamma", plain)  # a plain matrix here
+    with_gamma = lsa.context()  # DECL with Γ read off the loss
+    assert Polynomial.of("Gamma @ Lambda", with_gamma) == Polynomial.of("Lambda @ Gamma", with_gamma)  # commutes
+    for plain in (lsa.DECL, declare(spd={"Lambda"})):  # Γ is a plain matrix here, before and after the derivation
+        assert Polynomial.of("Gamma @ Lambda", plain) != Polynomial.of("Lambda @ Gamma", plain)
+
+
+def test_fractional_powers_need_spd():
+    from derive.engine.errors import ExpressionError
+
+    with pytest.raises(ExpressionError, match="positive-definite"):
+        Polynomial.of("S**(1/2)", declare(symmetric={"S"}))
+
+
+def test_compounds_are_identified_by_structure():
+    """inv(Λ + I) typed twice, or once as inv(I + Λ), is one letter: it cancels against its own inverse.
+
+    (A compound is opaque: it does not cancel against its expansion, inv(Λ + I) @ (Λ + I) stays a sum.)"""
+    assert same("inv(Lambda + I) @ inv(I + Lambda)**(-1)", "I")
+    assert same("inv(I + Lambda) @ inv(Lambda + I)", "inv(Lambda + I)**2")

@@ -139,10 +139,10 @@ def test_result_power_is_the_most_sensitive_check():
 def test_largest_term_scale_for_cancelling_formulas():
     import numpy as np
 
-    from derive.evaluate import largest_term
-    from derive.expand import Declarations
-    from derive.polynomial import Polynomial
+    from derive.engine.evaluate import largest_term
+    from derive.engine.pipeline import declare
+    from derive.engine.polynomial import Polynomial
 
-    poly = Polynomial.of("c * A - c * A + 3 * B - A", Declarations(scalars={"c"}))  # = 3B - A
+    poly = Polynomial.of("c * A - c * A + 3 * B - A", declare(scalars={"c"}))  # = 3B - A
     values = {"A": np.eye(2) * 2, "B": np.eye(2), "c": 5.0}
     assert largest_term(poly, values, 2) == 3.0

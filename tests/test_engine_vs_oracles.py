@@ -119,7 +119,7 @@ EXPRESSIONS = [
 
 @functools.lru_cache(maxsize=None)
 def engine_polynomial(text: str):
-    return expect.expectation(text, gaussians=FAMILIES, vectors=VECTORS, scalars=SCALARS)
+    return expect.expect(text, gaussians=FAMILIES, vectors=VECTORS, scalars=SCALARS)
 
 
 def engine_value(text: str, values, d: int, N):
@@ -205,7 +205,7 @@ WRONG_FORMULAS = [
 def test_wrong_formula_is_rejected(text, wrong, why, d):
     N = 2
     values = random_instance(d, 500 + d)
-    wrong_value = expect.expectation(wrong, gaussians=FAMILIES, vectors=VECTORS, scalars=SCALARS).evaluate(values, d, N)
+    wrong_value = expect.expect(wrong, gaussians=FAMILIES, vectors=VECTORS, scalars=SCALARS).evaluate(values, d, N)
     quadrature, moments = oracle_values(text, values, d, N)
     for reference in (quadrature, moments):
         with pytest.raises(AssertionError):

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from derive.expand import Declarations
-from derive.polynomial import Polynomial, expectation
+from derive.engine.pipeline import declare
+from derive.engine.polynomial import Polynomial
+from derive.engine.pipeline import expect
 
 
 def cli(*args):
@@ -17,9 +18,9 @@ def cli(*args):
 def test_isserlis_example():
     out = cli("x @ x.T @ A @ x @ x.T", "--gaussian", "x:Lambda")
     assert out.returncode == 0, out.stderr
-    got = Polynomial.of(out.stdout.strip(), Declarations(symmetric={"Lambda"}))
+    got = Polynomial.of(out.stdout.strip(), declare(symmetric={"Lambda"}))
     want = Polynomial.of("Lambda @ A @ Lambda + Lambda @ A.T @ Lambda + tr(A @ Lambda) * Lambda",
-                         Declarations(symmetric={"Lambda"}))
+                         declare(symmetric={"Lambda"}))
     assert got == want
 
 
@@ -30,11 +31,11 @@ def test_json_round_trip():
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
     assert {"expectation", "latex", "shape"} <= payload.keys()
-    decl = Declarations(symmetric={"Lambda"}, vectors={"v"})
+    decl = declare(symmetric={"Lambda"}, vectors={"v"})
     again = Polynomial.of(payload["expectation"], decl)
-    direct = expectation(text, gaussians={"x": "Lambda", "w": "I"}, vectors=["v"])
+    direct = expect(text, gaussians={"x": "Lambda", "w": "I"}, vectors=["v"])
     assert again == direct
-    assert payload["shape"] == "matrix"
+    assert payload["shape"] == "d×d matrix"
     assert "\\Lambda" in payload["latex"]
 
 
@@ -98,7 +99,8 @@ def test_chi_square_moment_in_general_d():
     """E[(xᵀx)³] = d(d+2)(d+4) for x ~ N(0, I_d): general d, from pairings alone."""
     import sympy
 
-    from derive.expand import D
+    from derive.engine.context import dimension_symbol
+    D = dimension_symbol("d")
 
-    got = expectation("(x.T @ x)**3", gaussians={"x": "I"}).scalar
+    got = expect("(x.T @ x)**3", gaussians={"x": "I"}).scalar
     assert sympy.expand(got - D * (D + 2) * (D + 4)) == 0

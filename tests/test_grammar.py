@@ -2,13 +2,13 @@
 
 import pytest
 
-from derive import grammar as g
-from derive.grammar import GrammarError, parse
+from derive.engine import grammar as g
+from derive.engine.grammar import GrammarError, parse
 
 
 def test_parses_the_documented_constructs():
     e = parse("sum(i, x[i] @ x[i].T) @ inv(A) @ B.T / N**2 - 2 * tr(A) * I + d")
-    assert isinstance(e, g.Add)
+    assert isinstance(e, (g.Add, g.Sub))  # a sum is parsed term by term into a balanced tree
     assert parse("Lambda**(1/2)") == g.Pow(g.Name("Lambda"), g.Fraction(1, 2))
     assert parse("A**-1") == g.Pow(g.Name("A"), g.Fraction(-1))
     assert parse("A**(-1/2)") == g.Pow(g.Name("A"), g.Fraction(-1, 2))

@@ -24,13 +24,14 @@ import numpy as np
 import pytest
 
 import lsa_oracle as oracle
-from derive import grammar
+from derive.engine import grammar
 from derive import lsa_optimum
-from derive.polynomial import Polynomial
+from derive.engine.polynomial import Polynomial
 from derive.registry import get
 
 ROOT = Path(__file__).resolve().parent.parent
 DECL = lsa_optimum.DECL
+CTX = lsa_optimum.context()  # DECL with Γ defined, as the chain defines it
 LSA_IDS = ["lsa.prediction", "lsa.population_loss", "lsa.invariant_subspace", "lsa.reduced_loss",
            "lsa.minimizer", "lsa.balanced_invariant"]
 EXACT = 1e-10  # relative agreement required between the derived loss and the oracle
@@ -252,7 +253,7 @@ def test_reduced_loss_numerically(N):
     point = random_point(50 + N)
     Lambda = point["Lambda"]
     assert rel(values["Gamma"].evaluate(point, d=2, N=N), gamma_numpy(Lambda, N)) < 1e-13
-    assert rel(Polynomial.of("Gamma", DECL).evaluate(point, d=2, N=N), gamma_numpy(Lambda, N)) < 1e-13
+    assert rel(Polynomial.of("Gamma", CTX).evaluate(point, d=2, N=N), gamma_numpy(Lambda, N)) < 1e-13
     restricted = {**point, "u12": np.zeros(2), "u21": np.zeros(2)}
     full = values_of("lsa.population_loss")["population_loss"].evaluate(restricted, d=2, N=N)
     reduced = values["reduced_loss"].evaluate(point, d=2, N=N)
@@ -275,7 +276,7 @@ def test_minimizer_matches_paper():
     assert values["minimizer"]["u"] == Polynomial.of("1/c", DECL)
     assert values["minimum"] == paper["minimum"]
     assert values["excess_residual"].is_zero()
-    assert values["global_minimizer_product"] == Polynomial.of("inv(Gamma)", DECL)
+    assert values["global_minimizer_product"] == Polynomial.of("inv(Gamma)", CTX)
     assert values["minimizer"]["U11"] != Polynomial.of("c * inv(Lambda)", DECL)  # the N → ∞ answer
 
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from derive.grammar import GrammarError, parse
+from derive.engine.grammar import GrammarError, parse
 from oracles import (
     assert_entrywise_close,
     cookbook_linear_outer,

@@ -3,12 +3,14 @@
 import numpy as np
 import sympy
 
-from derive.expand import D
-from derive.polynomial import expectation
+from derive.engine.context import dimension_symbol
+
+D = dimension_symbol("d")
+from derive.engine.pipeline import expect
 
 
 def test_sympy_form_evaluates_like_the_polynomial():
-    poly = expectation("x @ x.T @ A @ x @ x.T + (v.T @ x)**2 * inv(2 * Lambda + I)", gaussians={"x": "Lambda"},
+    poly = expect("x @ x.T @ A @ x @ x.T + (v.T @ x)**2 * inv(2 * Lambda + I)", gaussians={"x": "Lambda"},
                        vectors=["v"])
     rng = np.random.default_rng(5)
     d = 2

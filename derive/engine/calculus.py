@@ -11,10 +11,9 @@
 sympy 1.14's ``MatrixExpr.diff`` silently returns 0 for a sum of traces
 (sympy issues #27406, #23492), hence this module.
 
->>> from derive.polynomial import Polynomial
->>> from derive.expand import Declarations
->>> decl = Declarations(symmetric={"Lambda"})
->>> print(gradient(Polynomial.of("tr(A @ Lambda @ A.T)", decl), "A").text())
+>>> from derive.engine.pipeline import declare
+>>> ctx = declare(matrices={"Lambda": "spd"})
+>>> print(gradient(Polynomial.of("tr(A @ Lambda @ A.T)", ctx), "A"))
 2 * A @ Lambda
 """
 
@@ -24,10 +23,14 @@ from fractions import Fraction
 
 import sympy
 
-from derive.expand import SCALAR, ExpressionError, scalar_symbol
-from derive.polynomial import Polynomial
-from derive.terms import COL, LOOP, ROW, Contraction, RawTerm
-from derive.words import Letter, invert_word, normalize_word, transpose_word
+from derive.engine.canonical import Contraction
+from derive.engine.context import SCALAR
+from derive.engine.errors import ExpressionError
+from derive.engine.polynomial import Polynomial
+from derive.engine.strands import COL, ROW, RawTerm, is_loop
+from derive.engine.words import Letter, invert_word, normalize_word, transpose_word
+
+__all__ = ["gradient", "solve_linear", "trace_coefficient"]
 
 
 def _unit_letters(word, name: str):
@@ -39,18 +42,23 @@ def _unit_letters(word, name: str):
                 raise ExpressionError(f"cannot differentiate through {name!r} raised to {l.power}")
             out.extend([Letter(l.name, Fraction(1), l.transposed)] * int(l.power))
         else:
+            if not isinstance(l.name, str) and name in _compound_letters(l.name):
+                raise ExpressionError(f"cannot differentiate through a compound matrix that contains {name!r}")
             out.append(l)
     return tuple(out)
 
 
-def _strand_gradient(strand, name: str, kind: str, decl) -> list[RawTerm]:
-    algebra = decl.algebra
+def _compound_letters(compound) -> set:
+    return {l.name for chain in compound.value.terms for s in chain for l in s[1] if isinstance(l.name, str)}
+
+
+def _strand_gradient(strand, name: str, kind: str, algebra) -> list:
     T = lambda w: transpose_word(w, algebra)  # noqa: E731
     left, word, right = strand
-    terms: list[RawTerm] = []
+    terms: list = []
     one = sympy.Integer(1)
     if kind == "vector":
-        if left == LOOP:
+        if is_loop(strand):
             return terms
         if left[0] == "vec" and left[1] == name:
             terms.append(RawTerm(one, ((ROW, word, right),)))
@@ -61,8 +69,8 @@ def _strand_gradient(strand, name: str, kind: str, decl) -> list[RawTerm]:
     for k, l in enumerate(word):
         if l.name != name:
             continue
-        before, after = word[:k], word[k + 1 :]
-        if left == LOOP:
+        before, after = word[:k], word[k + 1:]
+        if is_loop(strand):
             rest = after + before
             terms.append(RawTerm(one, ((ROW, rest if l.transposed else T(rest), COL),)))
         elif not l.transposed:
@@ -76,35 +84,38 @@ def gradient(poly: Polynomial, name: str) -> Polynomial:
     """∂poly/∂name for a scalar polynomial; the result has the shape of ``name``."""
     if poly.shape != SCALAR:
         raise ExpressionError("only scalar polynomials can be differentiated")
-    kind = poly.decl.kind(name)
+    context = poly.context
+    kind = context.kind(name)
     value = poly.scalar
-    if kind == "scalar":
-        return Polynomial(SCALAR, {(): sympy.expand(sympy.diff(value, scalar_symbol(name)))}, poly.decl)
+    if kind in ("scalar", "dimension", "count"):
+        return Polynomial(SCALAR, {(): sympy.expand(sympy.diff(value, context.symbol(name)))}, context)
     if kind == "gaussian":
-        raise ExpressionError(f"{name!r} is a Gaussian vector; differentiate after taking the expectation")
-    shape = ("d", 1) if kind == "vector" else ("d", "d")
+        raise ExpressionError(f"{name!r} is a Gaussian; differentiate after taking the expectation")
+    if kind == "compound":
+        raise ExpressionError(f"{name!r} is a defined matrix; differentiate with respect to a declared symbol")
+    shape = (context.vectors[name], 1) if kind == "vector" else context.matrix_shape(name)
     raw = []
     for atom in value.free_symbols:
         if not isinstance(atom, Contraction):
             continue
-        pieces = _strand_gradient(atom.strand, name, kind, poly.decl)
+        pieces = _strand_gradient(atom.strand, name, kind, context.algebra)
         if not pieces:
             continue
         outer = sympy.diff(value, atom)
         raw.extend(RawTerm(outer, t.strands) for t in pieces)
-    return Polynomial.from_raw(shape, raw, poly.decl)
+    return Polynomial.from_raw(shape, raw, context)
 
 
 def solve_linear(poly: Polynomial, name: str) -> Polynomial:
     """Solve ``poly = 0`` for the matrix symbol ``name`` when ``poly = a·P X Q + R``.
 
-    P, Q are products of invertible matrix symbols and R is free of X.
+    P, Q are products of invertible square matrix symbols and R is free of X.
     """
-    if poly.shape != ("d", "d"):
+    if poly.shape[0] == 1 or poly.shape[1] == 1:
         raise ExpressionError("solve_linear expects a matrix equation")
     linear, rest = [], {}
     for chain, coef in poly.terms.items():
-        if any(isinstance(a, Contraction) and name in _names(a.strand) for a in coef.free_symbols):
+        if any(isinstance(a, Contraction) and name in {l.name for l in a.strand[1]} for a in coef.free_symbols):
             raise ExpressionError(f"{name!r} occurs inside a trace; not a linear matrix equation")
         occurrences = [k for s in chain for k, l in enumerate(s[1]) if l.name == name]
         if not occurrences:
@@ -116,21 +127,19 @@ def solve_linear(poly: Polynomial, name: str) -> Polynomial:
         word = chain[0][1]
         if word[k].power != 1 or word[k].transposed:
             raise ExpressionError(f"{name!r} occurs transposed or raised to a power")
-        linear.append((word[:k], word[k + 1 :], coef))
+        linear.append((word[:k], word[k + 1:], coef))
     if len(linear) != 1:
         raise ExpressionError(f"expected one term P @ {name} @ Q, found {len(linear)}")
-    (before, after, a) = linear[0]
-    algebra = poly.decl.algebra
-    P_inv = Polynomial.from_raw(("d", "d"), [RawTerm(sympy.Integer(1), ((ROW, invert_word(before, algebra), COL),))],
-                                poly.decl)
-    Q_inv = Polynomial.from_raw(("d", "d"), [RawTerm(sympy.Integer(1), ((ROW, invert_word(after, algebra), COL),))],
-                                poly.decl)
-    R = Polynomial(("d", "d"), rest, poly.decl)
+    before, after, a = linear[0]
+    context = poly.context
+    algebra = context.algebra
+    rows, cols = context.matrix_shape(name)
+    P_inv = Polynomial.from_raw((rows, rows), [RawTerm(sympy.Integer(1), ((ROW, invert_word(before, algebra), COL),))],
+                                context)
+    Q_inv = Polynomial.from_raw((cols, cols), [RawTerm(sympy.Integer(1), ((ROW, invert_word(after, algebra), COL),))],
+                                context)
+    R = Polynomial(poly.shape, rest, context)
     return (P_inv @ R @ Q_inv) * (-1 / a)
-
-
-def _names(strand) -> set[str]:
-    return {l.name for l in strand[1]}
 
 
 def trace_coefficient(poly: Polynomial, pattern: str) -> Polynomial:
@@ -141,7 +150,7 @@ def trace_coefficient(poly: Polynomial, pattern: str) -> Polynomial:
     letters); the rest of that trace, times the monomial's other factors, is
     its contribution to G.
     """
-    W = Polynomial.of(pattern, poly.decl)
+    W = Polynomial.of(pattern, poly.context)
     (chain,) = W.terms
     if len(chain) != 1 or chain[0][0] != ROW or chain[0][2] != COL or W.terms[chain] != 1:
         raise ExpressionError("the pattern must be a single matrix word")
@@ -150,15 +159,15 @@ def trace_coefficient(poly: Polynomial, pattern: str) -> Polynomial:
     for monomial in sympy.Add.make_args(sympy.expand(poly.scalar)):
         hits = {}
         for atom in monomial.free_symbols:
-            if isinstance(atom, Contraction) and atom.strand[0] == LOOP:
-                remainder = _cyclic_remainder(atom.strand[1], target, poly.decl)
+            if isinstance(atom, Contraction) and is_loop(atom.strand):
+                remainder = _cyclic_remainder(atom.strand[1], target, poly.context.algebra)
                 if remainder is not None:
                     hits[atom] = remainder
         if len(hits) != 1 or sympy.degree(monomial, next(iter(hits))) != 1:
             raise ExpressionError(f"term {monomial} is not linear in one trace holding the pattern {pattern}")
         ((atom, remainder),) = hits.items()
         raw.append(RawTerm(monomial / atom, ((ROW, remainder, COL),)))
-    return Polynomial.from_raw(("d", "d"), raw, poly.decl)
+    return Polynomial.from_raw((W.shape[1], W.shape[0]), raw, poly.context)
 
 
 def _split_powers(word):
@@ -171,8 +180,7 @@ def _split_powers(word):
     return tuple(out)
 
 
-def _cyclic_remainder(loop_word, target, decl):
-    algebra = decl.algebra
+def _cyclic_remainder(loop_word, target, algebra):
     target = _split_powers(target)
     for word in (loop_word, transpose_word(loop_word, algebra)):
         word = _split_powers(word)
