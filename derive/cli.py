@@ -25,7 +25,12 @@ class UsageError(argparse.ArgumentTypeError, ValueError):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the description's layout and show every option's default."""
+    """Keep the description's layout and show every option's default (none for empty lists and flags)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, [], False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -29,7 +29,8 @@ Example:
 
 Limits (each refusal is one line on stderr, exit status 2): 200,000 characters,
 nesting depth 200, exponents up to 64, 200,000 expanded terms, 100,000
-index-coincidence patterns per term, 3,000,000 Wick pairings, --timeout seconds.
+index-coincidence patterns per term, 250,000 Wick pairings (a 14th-order moment
+needs 135,135), --timeout seconds.
 JSON output holds the input, the declarations, the shape, "expectation" (in the
 grammar: it parses back to the same result) and "latex".
 """

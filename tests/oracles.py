@@ -1,39 +1,43 @@
 """Reference oracles for Gaussian expectations, independent of the engine.
 
 Nothing here uses the engine's pairing logic: the only import from ``derive``
-is :func:`derive.engine.grammar.parse`, which turns the text into an expression tree.
-Three independent ways of obtaining ``E[expr]`` are provided, plus hand-written
-closed forms from the Matrix Cookbook (Petersen & Pedersen, section 8.2):
+is the grammar (:func:`derive.engine.grammar.parse` and its node types), which
+turns the text into an expression tree.  Independent ways of obtaining
+``E[expr]`` are provided, plus hand-written closed forms from the Matrix
+Cookbook (Petersen & Pedersen, section 8.2):
 
 (a) :func:`evaluate_expr` evaluates an expression tree numerically at concrete
     values (every Gaussian draw given as an array).  It is the semantics of the
     grammar written out once, used by the two oracles below.
 
-(b) :func:`gauss_hermite_expectation`: every Gaussian family ``x ~ N(0, Λ_x)``
-    is written ``x = L z`` with ``L L^T = Λ_x`` and ``z`` standard normal, and
-    the expectation is the tensor-product Gauss-Hermite quadrature over all
-    scalar coordinates of ``z``.  A rule with ``n`` nodes integrates polynomials
-    of degree ``<= 2n - 1`` in each coordinate exactly against ``N(0, 1)``; the
-    product rule is therefore exact (up to floating point) for a polynomial
-    whose degree in every coordinate is at most ``2n - 1``.
+(b) :func:`gauss_hermite_expectation`: every Gaussian family
+    ``x ~ N(m, Σ)`` is written ``x = m + L z`` with ``L Lᵀ = Σ`` and ``z``
+    standard normal, and the expectation is the tensor-product Gauss-Hermite
+    quadrature over all scalar coordinates of ``z``.  A rule with ``n`` nodes
+    integrates polynomials of degree ``<= 2n - 1`` in each coordinate exactly
+    against ``N(0, 1)``; the product rule is therefore exact (up to floating
+    point) for a polynomial whose degree in every coordinate is at most ``2n - 1``.
 
-(c) :func:`moment_expectation`: the same substitution ``x = L z`` is made with
-    ``z`` a vector of *symbolic* standard normals, the expression is expanded
-    into a polynomial in those scalar coordinates (a sparse polynomial with
-    float coefficients), and every monomial ``∏_k z_k^{e_k}`` is replaced by its
+(c) :func:`moment_expectation`: the same substitution is made with ``z`` a
+    vector of *symbolic* standard normals, the expression is expanded into a
+    polynomial in those scalar coordinates (a sparse polynomial with float
+    coefficients), and every monomial ``∏_k z_k^{e_k}`` is replaced by its
     exact moment ``∏_k E[z_k^{e_k}]`` with ``E[z^e] = (e-1)!!`` for even ``e``
     and ``0`` for odd ``e`` (the coordinates are independent).
 
 Semantics (shared with the engine's grammar): names not given as Gaussians
 are constants (a matrix, a vector or a scalar, told apart by the shape of the
-value given for them); ``I`` is the d×d identity, ``d`` the dimension, ``N``
-the number of samples; ``sum(i, E) = Σ_{i=1..N} E``; ``x[i]`` is the i-th
-i.i.d. draw of the family ``x`` (its value: an array of shape ``(N, d)``); a
-family used without an index is a single draw (value: shape ``(d,)``),
-independent of everything else, also of the draws ``x[i]`` of the same family
-(when a family is used both ways, its draws ``x[i]`` are given under the key
-``"x[]"`` and the single draw under ``"x"``); distinct families are
-independent.
+value given for them); sizes (``d``, ``N`` and declared dimensions and counts
+such as ``L``, ``M``) are given in ``sizes``; ``I`` is the d×d identity,
+``I(L)`` the L×L one, ``zeros(R, C)`` a zero matrix; ``sum(i, E, M) =
+Σ_{i=1..M} E`` (``N`` by default); ``x[i]`` is the i-th i.i.d. draw of the
+family ``x`` *within its count*: the draws indexed by a sum over ``M`` and
+those indexed by a sum over ``N`` are separate samples (their value: an array
+under the key ``"x[M]"`` of shape ``(M, k)``); a family used without an index
+is a single draw (value: shape ``(k,)``), independent of everything else;
+distinct families are independent.  A family's covariance is an expression
+(``"c**2 * Lambda"``, ``"I(L)"``, ``"sigma**2"`` — a scalar covariance makes a
+scalar family) and its optional mean an expression of its shape.
 
 Results are returned as: a Python float for a 1×1 result, a 1-D array of
 shape ``(r,)`` for a column ``r×1``, and a 2-D array otherwise.
@@ -53,6 +57,7 @@ from derive.engine.grammar import (
     Add,
     Div,
     Expr,
+    Identity,
     Indexed,
     Inverse,
     MatMul,
@@ -65,6 +70,7 @@ from derive.engine.grammar import (
     Sum,
     Trace,
     Transpose,
+    Zeros,
     parse,
 )
 
@@ -113,24 +119,37 @@ def as_result(array: np.ndarray):
     return array
 
 
+def _sizes(d: int | None, N: int | None, sizes: Mapping[str, int] | None) -> dict:
+    out = dict(sizes or {})
+    if d is not None:
+        out["d"] = d
+    if N is not None:
+        out["N"] = N
+    return out
+
+
 class _Evaluator:
     """Evaluates an expression tree on stacks of matrices.
 
     Every intermediate value is a 3-D numpy array ``(B, rows, cols)``: ``B`` is
     the batch of quadrature points (1 for an unbatched evaluation; constants
     carry ``B = 1`` and broadcast), a scalar is ``(B, 1, 1)`` and a column
-    vector ``(B, d, 1)``.  The arrays may hold floats or, for the moment
+    vector ``(B, k, 1)``.  The arrays may hold floats or, for the moment
     oracle, :class:`SparsePolynomial` objects (dtype ``object``).
 
-    ``batched`` names the entries of ``values`` whose first axis is the batch.
+    ``batched`` names the entries of ``values`` whose first axis is the batch;
+    ``sizes`` gives every dimension and count by name.
     """
 
-    def __init__(self, values: Mapping[str, object], d: int | None, N: int | None, batched: Iterable[str] = ()):
+    def __init__(self, values: Mapping[str, object], sizes: Mapping[str, int], batched: Iterable[str] = ()):
         self.values = values
         self.batched = set(batched)
-        self.N = N
-        self.d = d if d is not None else self._infer_dimension()
-        self.index_values: dict[str, int] = {}
+        self.sizes = dict(sizes)
+        if "d" not in self.sizes:
+            inferred = self._infer_dimension()
+            if inferred is not None:
+                self.sizes["d"] = inferred
+        self.index_values: dict[str, tuple[int, str]] = {}
 
     def _infer_dimension(self) -> int | None:
         for name, value in self.values.items():
@@ -140,6 +159,13 @@ class _Evaluator:
             if len(shape) >= 1:
                 return shape[-1]
         return None
+
+    def size(self, name) -> int:
+        if name == 1:
+            return 1
+        if name not in self.sizes:
+            raise ValueError(f"the size {name!r} is needed to evaluate this expression")
+        return int(self.sizes[name])
 
     # -- leaves --------------------------------------------------------------
 
@@ -159,29 +185,24 @@ class _Evaluator:
 
     def name(self, node: Name) -> np.ndarray:
         if node.name == "I":
-            if self.d is None:
-                raise ValueError("the dimension d is needed to evaluate I")
-            return np.eye(self.d)[None]
-        if node.name == "d":
-            if self.d is None:
-                raise ValueError("the dimension d is not known")
-            return np.full((1, 1, 1), float(self.d))
-        if node.name == "N":
-            if self.N is None:
-                raise ValueError("N is needed to evaluate this expression")
-            return np.full((1, 1, 1), float(self.N))
+            return np.eye(self.size("d"))[None]
+        if node.name in self.sizes and node.name not in self.values:
+            return np.full((1, 1, 1), float(self.sizes[node.name]))
         return self._leaf(node.name)
 
     def indexed(self, node: Indexed) -> np.ndarray:
         if node.index not in self.index_values:
             raise ValueError(f"index {node.index!r} of {node.name}[{node.index}] is not bound by a sum")
-        key = node.name + "[]" if node.name + "[]" in self.values else node.name
+        position, count = self.index_values[node.index]
+        for key in (f"{node.name}[{count}]", node.name + "[]", node.name):
+            if key in self.values:
+                break
         draws = np.asarray(self.values[key])
         if key not in self.batched:
             draws = draws[None]
         if draws.ndim != 3:
-            raise ValueError(f"the draws of {node.name!r} must have shape (N, d)")
-        return draws[:, self.index_values[node.index], :, None]
+            raise ValueError(f"the draws of {node.name!r} must have shape (count, k)")
+        return draws[:, position, :, None]
 
     # -- the tree --------------------------------------------------------------
 
@@ -192,6 +213,10 @@ class _Evaluator:
             return np.full((1, 1, 1), float(node.value))
         if isinstance(node, Indexed):
             return self.indexed(node)
+        if isinstance(node, Identity):
+            return np.eye(self.size(node.dim))[None]
+        if isinstance(node, Zeros):
+            return np.zeros((1, self.size(node.rows), self.size(node.cols)))
         if isinstance(node, (Add, Sub)):
             left, right = self(node.left), self(node.right)
             if left.shape[1:] != right.shape[1:]:
@@ -226,18 +251,17 @@ class _Evaluator:
         if isinstance(node, Pow):
             return self.power(self(node.base), node.power)
         if isinstance(node, Sum):
-            if self.N is None:
-                raise ValueError("N is needed to evaluate a sum")
+            count = self.size(node.count)
             if node.index in self.index_values:
                 raise ValueError(f"index {node.index!r} is bound twice")
             total = None
-            for i in range(self.N):
-                self.index_values[node.index] = i
+            for i in range(count):
+                self.index_values[node.index] = (i, node.count)
                 term = self(node.body)
                 total = term if total is None else total + term
             del self.index_values[node.index]
             if total is None:
-                raise ValueError("sum over N = 0 samples")
+                raise ValueError("sum over 0 samples")
             return total
         raise TypeError(f"unknown node {node!r}")
 
@@ -253,7 +277,7 @@ class _Evaluator:
             for _ in range(k):
                 result = _matmul(result, base)
             return result
-        # rational power of a constant symmetric positive definite matrix
+        # rational power of a constant symmetric positive definite matrix (or a positive scalar)
         eigenvalues, vectors = np.linalg.eigh(_constant_floats(base))
         if np.any(eigenvalues <= 0):
             raise ValueError("rational power of a matrix that is not positive definite")
@@ -302,18 +326,18 @@ def _constant_floats(value: np.ndarray) -> np.ndarray:
     return out
 
 
-def evaluate_expr(expr: Expr | str, values: Mapping[str, object], N: int | None = None, d: int | None = None):
+def evaluate_expr(expr: Expr | str, values: Mapping[str, object], N: int | None = None, d: int | None = None,
+                  sizes: Mapping[str, int] | None = None):
     """Numerically evaluate ``expr`` (an :class:`Expr` or its text) at ``values``.
 
-    ``values`` maps every name to a float (scalar), an array ``(d,)`` (vector,
+    ``values`` maps every name to a float (scalar), an array ``(k,)`` (vector,
     or a single Gaussian draw), ``(r, c)`` (matrix) or, for a family used as
-    ``x[i]``, an array ``(N, d)`` whose row ``i`` is the draw ``x_{i+1}``.
-    Sums are loops ``for i in range(N)``.  A family used both as ``x`` and as
-    ``x[i]`` takes its draws from ``values["x[]"]``.  ``d`` defaults to the last axis of
-    any given array (needed only for ``I`` and ``d``).
+    ``x[i]`` in sums over a count ``M``, an array ``(M, k)`` under ``"x[M]"``
+    (``"x[]"`` or ``"x"`` also work) whose row ``i`` is the draw ``x_{i+1}``.
+    Sums are loops.  ``d`` defaults to the last axis of any given array.
     """
     tree = _as_tree(expr)
-    result = _Evaluator(values, d, N)(tree)
+    result = _Evaluator(values, _sizes(d, N, sizes))(tree)
     return as_result(_collapse_batch(result))
 
 
@@ -328,19 +352,36 @@ def _collapse_batch(result: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------
 
 
-def gaussian_usage(expr: Expr, gaussians: Iterable[str]) -> tuple[set[str], set[str]]:
-    """The families used with an index (``x[i]``) and those used plainly (``x``).
+def _count_of(expr: Expr) -> dict[str, str]:
+    """index name → count of the sum that binds it (index names are unique per sum in the tests)."""
+    counts: dict[str, str] = {}
 
-    A family may be in both sets: its plain use is one more independent draw.
+    def walk(node):
+        if isinstance(node, Sum):
+            counts[node.index] = node.count
+        for child in vars(node).values():
+            if isinstance(child, Expr):
+                walk(child)
+
+    walk(expr)
+    return counts
+
+
+def gaussian_usage(expr: Expr, gaussians: Iterable[str]) -> tuple[dict[str, set[str]], set[str]]:
+    """The families used with an index (family → the counts of their sums) and those used plainly.
+
+    A family may be in both: its plain use is one more independent draw.
     """
     gaussians = set(gaussians)
-    indexed, plain = set(), set()
+    counts = _count_of(expr)
+    indexed: dict[str, set[str]] = {}
+    plain: set[str] = set()
 
     def walk(node):
         if isinstance(node, Indexed):
             if node.name not in gaussians:
                 raise ValueError(f"{node.name}[{node.index}] indexes a name that is not a Gaussian family")
-            indexed.add(node.name)
+            indexed.setdefault(node.name, set()).add(counts.get(node.index, "N"))
         elif isinstance(node, Name):
             if node.name in gaussians:
                 plain.add(node.name)
@@ -354,17 +395,16 @@ def gaussian_usage(expr: Expr, gaussians: Iterable[str]) -> tuple[set[str], set[
 
 
 def gaussian_degrees(expr: Expr, gaussians: Iterable[str]) -> dict[str, int]:
-    """An upper bound on the polynomial degree of ``expr`` in each family.
+    """An upper bound on the polynomial degree of ``expr`` in each block of draws.
 
-    Occurrences of ``x[i]``, ``x[j]``, ... all count towards ``x`` (they may
-    be the same draw), so the bound holds for the degree in every single draw
-    and hence in every scalar coordinate of it.  A family used both plainly and
-    with an index gets two entries: ``"x"`` (the single draw) and ``"x[]"``
-    (the indexed draws), the keys of :func:`_draw_slots`.  Raises if a Gaussian occurs under
+    Keys: ``"x"`` for the single draw, ``"x[M]"`` for the draws indexed by sums
+    over ``M``.  Occurrences of ``x[i]``, ``x[j]``, ... of one count all count
+    towards it (they may be the same draw), so the bound holds for every single
+    draw and hence every scalar coordinate.  Raises if a Gaussian occurs under
     ``inv``, a negative or fractional power, or in a denominator.
     """
-    indexed, plain = gaussian_usage(expr, gaussians)
     gaussians = set(gaussians)
+    counts = _count_of(expr)
 
     def merge_max(a, b):
         return {k: max(a.get(k, 0), b.get(k, 0)) for k in a.keys() | b.keys()}
@@ -374,10 +414,10 @@ def gaussian_degrees(expr: Expr, gaussians: Iterable[str]) -> dict[str, int]:
 
     def degree(node) -> dict[str, int]:
         if isinstance(node, Indexed):
-            return {node.name + "[]" if node.name in plain else node.name: 1}
+            return {f"{node.name}[{counts.get(node.index, 'N')}]": 1}
         if isinstance(node, Name):
             return {node.name: 1} if node.name in gaussians else {}
-        if isinstance(node, Number):
+        if isinstance(node, (Number, Identity, Zeros)):
             return {}
         if isinstance(node, (Add, Sub)):
             return merge_max(degree(node.left), degree(node.right))
@@ -405,49 +445,58 @@ def gaussian_degrees(expr: Expr, gaussians: Iterable[str]) -> dict[str, int]:
     return {k: v for k, v in degree(expr).items() if v > 0}
 
 
-def _covariance_factor(covariance_text: str, values: Mapping[str, object], d: int) -> np.ndarray:
-    """``L`` with ``L L^T = Σ`` for the covariance given as an expression text."""
-    sigma = np.asarray(evaluate_expr(covariance_text, values, d=d), dtype=float)
-    if sigma.ndim == 0 or sigma.shape == ():
-        sigma = float(sigma) * np.eye(d)
-    if sigma.shape != (d, d):
-        raise ValueError(f"covariance {covariance_text!r} is not d×d")
-    if not np.allclose(sigma, sigma.T, rtol=1e-12, atol=1e-12 * np.abs(sigma).max()):
+def _spec(spec) -> tuple[str, str | None]:
+    if isinstance(spec, str):
+        return spec, None
+    spec = tuple(spec)
+    return spec[0], (spec[1] if len(spec) > 1 else None)
+
+
+def _family_law(spec, values: Mapping[str, object], sizes: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(L, m)`` with ``L Lᵀ = Σ`` and mean ``m`` (zeros when absent); a scalar Σ is a 1-dimensional family."""
+    covariance_text, mean_text = _spec(spec)
+    sigma = np.asarray(evaluate_expr(covariance_text, values, sizes=sizes), dtype=float)
+    if sigma.ndim == 0:
+        if sigma < 0:
+            raise ValueError(f"covariance {covariance_text!r} is negative")
+        sigma = sigma.reshape(1, 1)
+    if sigma.shape[0] != sigma.shape[1]:
+        raise ValueError(f"covariance {covariance_text!r} is not square")
+    scale = max(1.0, float(np.abs(sigma).max()))
+    if not np.allclose(sigma, sigma.T, rtol=1e-12, atol=1e-12 * scale):
         raise ValueError(f"covariance {covariance_text!r} is not symmetric")
     try:
-        return np.linalg.cholesky(sigma)
+        factor = np.linalg.cholesky(sigma)
     except np.linalg.LinAlgError:  # positive semi-definite: symmetric square root
         eigenvalues, vectors = np.linalg.eigh(sigma)
         if eigenvalues.min() < -1e-12 * max(1.0, eigenvalues.max()):
             raise ValueError(f"covariance {covariance_text!r} is not positive semi-definite") from None
-        return (vectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ vectors.T
+        factor = (vectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ vectors.T
+    k = factor.shape[0]
+    mean = np.zeros(k)
+    if mean_text is not None:
+        mean = np.asarray(evaluate_expr(mean_text, values, sizes=sizes), dtype=float).reshape(-1)
+        if mean.shape != (k,):
+            raise ValueError(f"mean {mean_text!r} has shape {mean.shape}, expected ({k},)")
+    return factor, mean
 
 
-def _gaussian_blocks(text, gaussians, values, d, N):
-    """Parse, find the families used, their Cholesky factors and degrees."""
+def _gaussian_blocks(text, gaussians, values, sizes):
+    """Parse, find the blocks of draws used, the families' laws and the degrees."""
     expr = parse(text)
     indexed, plain = gaussian_usage(expr, gaussians)
-    if indexed and N is None:
-        raise ValueError("N is needed: the expression uses indexed draws")
     degrees = gaussian_degrees(expr, gaussians)
-    slots = _draw_slots(indexed, plain, N)
-    factors = {name: _covariance_factor(gaussians[name], values, d) for name in indexed | plain}
-    for name in indexed | plain:
-        if name in values or name + "[]" in values:
-            raise ValueError(f"{name!r} is a Gaussian family; do not give a value for it")
-    return expr, slots, factors, degrees
-
-
-def _draw_slots(indexed, plain, N):
-    """``(key, family, number of draws, indexed?)`` for every independent block of draws.
-
-    A plain use of ``x`` is one draw under the key ``"x"`` (value shape
-    ``(d,)``); the indexed use is ``N`` draws (value shape ``(N, d)``) under
-    ``"x"`` or, if ``x`` is also used plainly, under ``"x[]"``.
-    """
     slots = [(name, name, 1, False) for name in sorted(plain)]
-    slots += [(name + "[]" if name in plain else name, name, N, True) for name in sorted(indexed)]
-    return slots
+    for name in sorted(indexed):
+        for count in sorted(indexed[name]):
+            if count not in sizes:
+                raise ValueError(f"the count {count!r} is needed: the expression sums over it")
+            slots.append((f"{name}[{count}]", name, int(sizes[count]), True))
+    laws = {name: _family_law(gaussians[name], values, sizes) for name in set(indexed) | plain}
+    for name in set(indexed) | plain:
+        if name in values or any(key.startswith(name + "[") for key in values):
+            raise ValueError(f"{name!r} is a Gaussian family; do not give a value for it")
+    return expr, slots, laws, degrees
 
 
 # ----------------------------------------------------------------------------
@@ -457,33 +506,35 @@ def _draw_slots(indexed, plain, N):
 
 def gauss_hermite_expectation(
     text: str,
-    gaussians: Mapping[str, str],
+    gaussians: Mapping[str, object],
     vectors: Iterable[str] = (),
     scalars: Iterable[str] = (),
     values: Mapping[str, object] | None = None,
     d: int = 2,
     N: int | None = None,
+    sizes: Mapping[str, int] | None = None,
     max_points: int = 2_500_000,
     chunk: int = 1 << 15,
 ):
     """``E[text]`` by exact tensor-product Gauss-Hermite quadrature.
 
-    ``gaussians`` maps each family to the text of its covariance (``"Lambda"``,
-    ``"I"``, ...), evaluated at ``values``.  Each draw is ``x = L z`` with
-    ``z ~ N(0, I_d)``; each coordinate of ``z`` gets ``n = ⌊p/2⌋ + 1`` nodes of
-    the probabilists' Hermite rule, where ``p`` bounds the degree of the
-    expression in that family, so the rule is exact for the polynomial.
-    ``vectors`` and ``scalars`` (declarations) are only checked against the
-    shapes of ``values``.  The number of points is ``∏ n`` over all
-    ``d · (N or 1)`` coordinates of every family used; above ``max_points`` a
-    ``ValueError`` asks for smaller ``d`` or ``N``.
+    ``gaussians`` maps each family to the text of its covariance, or to a pair
+    ``(covariance, mean)``, evaluated at ``values``.  Each draw is
+    ``x = m + L z`` with ``z ~ N(0, I_k)``; each coordinate of ``z`` gets
+    ``n = ⌊p/2⌋ + 1`` nodes of the probabilists' Hermite rule, where ``p``
+    bounds the degree of the expression in that block of draws, so the rule is
+    exact for the polynomial.  ``sizes`` gives further dimensions and counts
+    (``{"L": 2, "M": 3}``).  ``vectors`` and ``scalars`` are only checked
+    against the shapes of ``values``.  Above ``max_points`` points a
+    ``ValueError`` asks for smaller sizes.
     """
     values = dict(values or {})
-    _check_declarations(vectors, scalars, values, d)
-    expr, slots, factors, degrees = _gaussian_blocks(text, gaussians, values, d, N)
-    layout, nodes_per_axis, total_points = _quadrature_layout(slots, degrees, d)
+    all_sizes = _sizes(d, N, sizes)
+    _check_declarations(vectors, scalars, values)
+    expr, slots, laws, degrees = _gaussian_blocks(text, gaussians, values, all_sizes)
+    layout, nodes_per_axis, total_points = _quadrature_layout(slots, degrees, laws)
     if total_points > max_points:
-        raise ValueError(f"{total_points} quadrature points exceed max_points={max_points}; use smaller d or N")
+        raise ValueError(f"{total_points} quadrature points exceed max_points={max_points}; use smaller sizes")
 
     rules = {}
     for n in set(nodes_per_axis):
@@ -499,15 +550,17 @@ def gauss_hermite_expectation(
         axis = 0
         for key, name, draws, is_indexed, n in layout:
             nodes, weights = rules[n]
-            z = np.empty((flat.size, draws, d))
-            for k in range(draws):
-                for a in range(d):
-                    z[:, k, a] = nodes[digits[axis]]
+            factor, mean = laws[name]
+            k = factor.shape[0]
+            z = np.empty((flat.size, draws, k))
+            for j in range(draws):
+                for a in range(k):
+                    z[:, j, a] = nodes[digits[axis]]
                     weight *= weights[digits[axis]]
                     axis += 1
-            x = z @ factors[name].T  # each draw x = L z
+            x = z @ factor.T + mean  # each draw x = m + L z
             batch_values[key] = x if is_indexed else x[:, 0, :]
-        evaluator = _Evaluator(batch_values, d, N, batched=[slot[0] for slot in slots])
+        evaluator = _Evaluator(batch_values, all_sizes, batched=[slot[0] for slot in slots])
         result = evaluator(expr)
         result = np.broadcast_to(result, (flat.size,) + result.shape[1:])
         contribution = np.einsum("b,brc->rc", weight, result)
@@ -515,39 +568,62 @@ def gauss_hermite_expectation(
     return as_result(total)
 
 
-def _quadrature_layout(slots, degrees, d):
+def _quadrature_layout(slots, degrees, laws):
     """Per slot ``(key, family, draws, indexed?, nodes per coordinate)``, the nodes of every axis, the point count.
 
-    Each draw has ``d`` coordinates, each with ``⌊p/2⌋ + 1`` nodes (``p``:
-    the degree bound of its slot, :func:`gaussian_degrees`).
+    Each draw has ``k`` coordinates (the family's dimension), each with
+    ``⌊p/2⌋ + 1`` nodes (``p``: the degree bound of its slot).
     """
     layout = [slot + (degrees.get(slot[0], 0) // 2 + 1,) for slot in slots]
-    nodes_per_axis = [n for (_, _, draws, _, n) in layout for _ in range(draws * d)]
+    nodes_per_axis = [n for (_, name, draws, _, n) in layout for _ in range(draws * laws[name][0].shape[0])]
     total_points = int(np.prod(nodes_per_axis, dtype=object)) if nodes_per_axis else 1
     return layout, nodes_per_axis, total_points
 
 
-def quadrature_points(text: str, gaussians: Mapping[str, str], d: int, N: int | None = None) -> int:
+def quadrature_points(text: str, gaussians: Mapping[str, object], d: int, N: int | None = None,
+                      values: Mapping[str, object] | None = None, sizes: Mapping[str, int] | None = None) -> int:
     """How many points :func:`gauss_hermite_expectation` would use for ``text``."""
+    values = dict(values or {})
+    all_sizes = _sizes(d, N, sizes)
+    if not values:  # identity laws of the right sizes are enough to count points
+        values = {}
     expr = parse(text)
     indexed, plain = gaussian_usage(expr, gaussians)
-    return _quadrature_layout(_draw_slots(indexed, plain, N), gaussian_degrees(expr, gaussians), d)[2]
+    degrees = gaussian_degrees(expr, gaussians)
+    total = 1
+    for name in plain:
+        total *= (degrees.get(name, 0) // 2 + 1) ** _family_dim(gaussians[name], values, all_sizes)
+    for name, counts in indexed.items():
+        for count in counts:
+            key = f"{name}[{count}]"
+            total *= (degrees.get(key, 0) // 2 + 1) ** (_family_dim(gaussians[name], values, all_sizes)
+                                                         * int(all_sizes[count]))
+    return total
 
 
-def _check_declarations(vectors, scalars, values, d):
+def _family_dim(spec, values, sizes) -> int:
+    covariance_text, _ = _spec(spec)
+    try:
+        sigma = np.asarray(evaluate_expr(covariance_text, values, sizes=sizes), dtype=float)
+    except (KeyError, ValueError):
+        return int(sizes.get("d", 1))  # a named covariance without a value: d×d
+    return 1 if sigma.ndim == 0 else sigma.shape[0]
+
+
+def _check_declarations(vectors, scalars, values):
     for name in vectors:
-        if name in values and np.shape(values[name]) != (d,):
-            raise ValueError(f"vector {name!r} must have shape ({d},), got {np.shape(values[name])}")
+        if name in values and np.ndim(values[name]) != 1:
+            raise ValueError(f"vector {name!r} must be one-dimensional, got shape {np.shape(values[name])}")
     for name in scalars:
         if name in values and np.ndim(values[name]) != 0:
             raise ValueError(f"scalar {name!r} must be a number")
 
 
 # ----------------------------------------------------------------------------
-# (c) exact moments of an expanded polynomial in standard normal coordinates
+# (c) exact moments of a polynomial in scalar standard normals
 # ----------------------------------------------------------------------------
 
-_BITS = 8  # bits per exponent in the packed monomial key (exponents < 256)
+_BITS = 8  # bits per variable exponent in a packed monomial (exponents < 256)
 
 
 class SparsePolynomial:
@@ -651,39 +727,42 @@ def _double_factorial(n: int) -> int:
 
 def moment_expectation(
     text: str,
-    gaussians: Mapping[str, str],
+    gaussians: Mapping[str, object],
     vectors: Iterable[str] = (),
     scalars: Iterable[str] = (),
     values: Mapping[str, object] | None = None,
     d: int = 2,
     N: int | None = None,
+    sizes: Mapping[str, int] | None = None,
 ):
     """``E[text]`` by expansion in scalar standard normals and exact moments.
 
-    Every draw of every family used is ``x = L z`` with ``z`` a fresh block of
-    ``d`` symbolic standard normal coordinates; the expression is evaluated
+    Every draw of every block used is ``x = m + L z`` with ``z`` a fresh block
+    of ``k`` symbolic standard normal coordinates; the expression is evaluated
     with entries that are :class:`SparsePolynomial` in all those coordinates,
     and each entry's monomials are replaced by their moments
     ``E[∏ z_k^{e_k}] = ∏ (e_k - 1)!!`` (0 if some ``e_k`` is odd).
     """
     values = dict(values or {})
-    _check_declarations(vectors, scalars, values, d)
-    expr, slots, factors, _ = _gaussian_blocks(text, gaussians, values, d, N)
+    all_sizes = _sizes(d, N, sizes)
+    _check_declarations(vectors, scalars, values)
+    expr, slots, laws, _ = _gaussian_blocks(text, gaussians, values, all_sizes)
     symbolic_values = dict(values)
     next_variable = itertools.count()
     for key, name, draws, is_indexed in slots:
-        L = factors[name]
-        block = np.empty((1, draws, d), dtype=object)
-        for k in range(draws):
-            z = [SparsePolynomial.variable(next(next_variable)) for _ in range(d)]
-            for a in range(d):
-                entry = SparsePolynomial()
-                for b in range(d):
-                    if L[a, b] != 0:
-                        entry = entry + z[b] * float(L[a, b])
-                block[0, k, a] = entry
+        factor, mean = laws[name]
+        k = factor.shape[0]
+        block = np.empty((1, draws, k), dtype=object)
+        for j in range(draws):
+            z = [SparsePolynomial.variable(next(next_variable)) for _ in range(k)]
+            for a in range(k):
+                entry = SparsePolynomial({0: float(mean[a])} if mean[a] != 0 else {})
+                for b in range(k):
+                    if factor[a, b] != 0:
+                        entry = entry + z[b] * float(factor[a, b])
+                block[0, j, a] = entry
         symbolic_values[key] = block if is_indexed else block[:, 0, :]
-    result = _Evaluator(symbolic_values, d, N, batched=[slot[0] for slot in slots])(expr)[0]
+    result = _Evaluator(symbolic_values, all_sizes, batched=[slot[0] for slot in slots])(expr)[0]
     out = np.empty(result.shape, dtype=float)
     for position, entry in np.ndenumerate(result):
         out[position] = entry.expectation() if isinstance(entry, SparsePolynomial) else float(entry)

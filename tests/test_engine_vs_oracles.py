@@ -259,3 +259,12 @@ def test_random_transformed_two_family_expressions(text, seed):
 @given(text=sample_sum_expressions(), d=DIMENSIONS, N=st.integers(1, 3), seed=st.integers(0, 10**6))
 def test_random_sample_sum_expressions(text, d, N, seed):
     assert_engine_matches_oracles(text, affordable_dimension(text, d, N), N, seed)
+
+
+@pytest.mark.parametrize("text", [t for t, _ in EXPRESSIONS])
+def test_printed_result_parses_back_to_an_equal_polynomial(text):
+    """What the engine prints is in the grammar: read back in the same context, it is the same polynomial."""
+    from derive.engine.polynomial import Polynomial
+
+    result = engine_polynomial(text)
+    assert Polynomial.of(result.text(), result.context) == result, result.text()

@@ -71,6 +71,26 @@ def test_latex_format():
     ["A**1e3"],                                               # exponent not an integer literal
     ["1e999 * A"],                                            # not finite
     [],
+    # the list: refused quickly with one line, never a traceback or a hang
+    ["(x.T @ x)**1000", "--gaussian", "x:Lambda"],
+    [" + ".join(["A"] * 3000) + " + v", "--vector", "v"],      # 3000 chained +: parsed flat, then a shape error
+    ["A" + ".T" * 3000],
+    [" @ ".join(["A"] * 20000)],
+    ["2**100000000"],
+    ["N**10000000"],
+    ["(A + B)**100000"],
+    ["sum(i, x[i].T @ x[i])**40", "--gaussian", "x:Lambda"],
+    ["(-1)**(1/2) * A"],
+    # malformed new declarations
+    ["x", "--gaussian", "x:A", "--matrix", "A"],               # a general matrix is not a covariance
+    ["x", "--gaussian", "x:A @ B"],                            # not symmetric
+    ["x", "--gaussian", "x:Lambda:m", "--vector", "m:L", "--dim", "L"],   # a mean of the wrong shape
+    ["X @ x", "--matrix", "X:L,d", "--gaussian", "x:Lambda"],  # L not declared
+    ["sum(i, e[i], M)", "--gaussian", "e:s**2", "--scalar", "s"],  # M not declared
+    ["x", "--matrix", "X:L,d:spd", "--dim", "L"],             # a non-square SPD matrix
+    ["x", "--scalar", "c:complex"],
+    ["x", "--dim", "N"],                                       # reserved
+    ["x", "--timeout", "-1"],
 ])
 def test_bad_input_is_one_line_exit_2(args, capsys):
     from derive.cli import run

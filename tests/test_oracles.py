@@ -103,10 +103,12 @@ def test_evaluate_expr_rejects_ill_formed(text):
 
 def test_gaussian_degrees():
     tree = parse("sum(i, x[i] @ x[i].T) @ A @ sum(j, x[j] @ x[j].T) @ (w.T @ w + 1) * tr(A)")
-    assert gaussian_degrees(tree, FAMILIES) == {"x": 4, "w": 2}
+    assert gaussian_degrees(tree, FAMILIES) == {"x[N]": 4, "w": 2}
     assert gaussian_degrees(parse("(x.T @ A @ x) ** 3"), FAMILIES) == {"x": 6}
     assert gaussian_degrees(parse("inv(A) @ B"), FAMILIES) == {}
-    assert gaussian_degrees(parse("sum(i, x[i] @ x[i].T) @ x @ x.T @ x @ x.T"), FAMILIES) == {"x": 4, "x[]": 2}
+    assert gaussian_degrees(parse("sum(i, x[i] @ x[i].T) @ x @ x.T @ x @ x.T"), FAMILIES) == {"x": 4, "x[N]": 2}
+    assert gaussian_degrees(parse("sum(i, x[i] @ x[i].T, M) @ sum(j, x[j] @ x[j].T)"), FAMILIES) == {"x[M]": 2,
+                                                                                                     "x[N]": 2}
     with pytest.raises(ValueError):
         gaussian_degrees(parse("inv(x @ x.T)"), FAMILIES)
     with pytest.raises(ValueError):

@@ -40,14 +40,14 @@ Shape = tuple
 
 
 def shape_name(shape: Shape) -> str:
-    """``(1, 1)`` → "scalar", ``("d", 1)`` → "d-vector", ``(1, "L")`` → "1×L row", else "R×C matrix"."""
+    """``(1, 1)`` → "scalar", ``("L", 1)`` → "vector of length L", ``(1, "L")`` → "row of length L", else "R×C matrix"."""
     rows, cols = shape
     if shape == SCALAR:
         return "scalar"
     if cols == 1:
-        return f"{rows}-vector"
+        return f"vector of length {rows}"
     if rows == 1:
-        return f"1×{cols} row"
+        return f"row of length {cols}"
     return f"{rows}×{cols} matrix"
 
 

@@ -291,6 +291,8 @@ def _parse_term(piece: str) -> Expr:
         raise GrammarError(f"syntax error in {text[:60]!r}: {error.msg}") from None
     except (RecursionError, MemoryError):
         raise GrammarError(f"the expression nests more than {MAX_DEPTH} levels deep; split it") from None
+    except ValueError as error:  # e.g. an integer literal beyond Python's digit limit
+        raise GrammarError(f"cannot read {text[:40]!r}: {error}") from None
     try:
         return _Converter(text).convert(tree.body)
     except RecursionError:
@@ -346,7 +348,7 @@ class _Converter:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(node, "only numbers are allowed as constants")
-        text = self.piece(node)
+        text = ast.get_source_segment(self.source, node) or repr(value)
         if sum(ch.isdigit() for ch in text) > MAX_DIGITS:
             self.fail(node, f"number literal longer than {MAX_DIGITS} digits")
         if isinstance(value, float):

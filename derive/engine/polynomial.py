@@ -27,7 +27,7 @@ from derive.engine.canonical import Contraction, collect
 from derive.engine.context import SCALAR, Context, shape_name
 from derive.engine.errors import ExpressionError
 from derive.engine.expand import Expander, gaussian_ends
-from derive.engine.printing import expr_latex, expr_text, poly_expr, sympy_expr
+from derive.engine.printing import expr_latex, expr_text, poly_expr, signed_terms, sympy_expr
 from derive.engine.strands import RawTerm, matmul, product, trace, transpose
 
 __all__ = ["Polynomial", "Collected", "as_exprs"]
@@ -258,18 +258,25 @@ class Collected:
         return list(self.parts)
 
     def expr(self) -> g.Expr:
+        """``Σ monomial · (polynomial)``; a group of one negative term pulls its sign out."""
         pieces = []
         for key, poly in self.parts:
             body = poly.expr()
+            terms = signed_terms(body)
+            sign = 1
+            if len(terms) == 1:
+                sign, body = terms[0]
             if key == 1:
-                pieces.append(body)
+                pieces.append((sign, body))
+            elif isinstance(body, g.Mul) and isinstance(body.left, g.Number):  # 2 * eta * tr(A), not eta * 2 * …
+                pieces.append((sign, g.Mul(g.Mul(body.left, sympy_expr(key, poly.context)), body.right)))
             else:
-                pieces.append(g.Mul(sympy_expr(key, poly.context), body))
+                pieces.append((sign, g.Mul(sympy_expr(key, poly.context), body)))
         if not pieces:
             return self.whole.expr()
-        total = pieces[0]
-        for piece in pieces[1:]:
-            total = g.Add(total, piece)
+        total = pieces[0][1] if pieces[0][0] > 0 else g.Neg(pieces[0][1])
+        for sign, piece in pieces[1:]:
+            total = g.Add(total, piece) if sign > 0 else g.Sub(total, piece)
         return total
 
     def text(self) -> str:

@@ -36,7 +36,7 @@ from derive.engine.canonical import Contraction
 from derive.engine.strands import is_loop
 
 __all__ = ["expr_text", "expr_latex", "poly_expr", "poly_text", "poly_latex", "to_text", "to_latex", "name_latex",
-           "sympy_expr", "chain_expr", "monomial_groups", "terms_expr", "strand_expr"]
+           "sympy_expr", "chain_expr", "monomial_groups", "terms_expr", "strand_expr", "signed_terms"]
 
 GREEK = {
     "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",

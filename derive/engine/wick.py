@@ -42,7 +42,7 @@ from derive.engine.strands import RawTerm, join
 __all__ = ["apply_wick", "set_partitions", "bell", "MAX_PARTITIONS", "MAX_PAIRINGS", "Budget"]
 
 MAX_PARTITIONS = 100_000  # index-coincidence patterns of one term (Bell(10) = 115,975)
-MAX_PAIRINGS = 3_000_000  # pairings of one expectation (E[(xᵀx)⁸] has 2,027,025)
+MAX_PAIRINGS = 250_000  # pairings of one expectation: E[(xᵀx)⁷] has 135,135 (a few seconds), E[(xᵀx)⁸] 2,027,025
 
 
 class Budget:
@@ -141,7 +141,7 @@ def _expect_term(term: RawTerm, ends: list, context: Context, budget: Budget, gr
             weight *= falling_factorial(dimension_symbol(count), len(partition))
             for k, block in enumerate(partition):
                 for label in block:
-                    block_of[label] = k
+                    block_of[label] = (count, k)  # blocks of different counts are different samples
         pools: dict = {}
         for e in ends:
             pools.setdefault((e[1], block_of.get(e[2])), []).append(e)
