@@ -62,7 +62,8 @@ from typing import Iterable, Sequence
 
 from derive.cli import OneLineParser, UsageError, run
 from derive.registry import Result, all_results
-from derive.report import GENERATED_BY, latex_document, markdown_escape, result_latex, result_markdown
+from derive.engine.printing import prose
+from derive.report import GENERATED_BY, latex_document, result_latex, result_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "derivations"
@@ -185,13 +186,13 @@ def numeric_checks(numeric_dir: Path | str = NUMERIC_DIR) -> dict[str, list[str]
 
 def readme_table(results: Sequence[Result], checks: dict[str, list[str]] | None = None,
                  link_dir: str = "derivations") -> str:
-    """The Markdown results table: id (linked to its derivation), statement, numeric status."""
+    """The Markdown results table: id (linked to its derivation), title, numeric status."""
     checks = numeric_checks() if checks is None else checks
-    lines = ["| id | statement | numeric status |", "| --- | --- | --- |"]
+    lines = ["| id | result | numeric status |", "| --- | --- | --- |"]
     for r in results:
         link = f"[`{r.id}`]({link_dir}/{r.id}.md)" if link_dir else f"`{r.id}`"
         status = ", ".join(f"checked by `{m}`" for m in checks.get(r.id, [])) or "no numeric check"
-        lines.append(f"| {link} | {markdown_escape(r.statement)} | {status} |")
+        lines.append(f"| {link} | {prose(r.title, 'markdown')} | {status} |")
     return "\n".join(lines)
 
 

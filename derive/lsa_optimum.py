@@ -52,21 +52,28 @@ from derive.engine.blocks import block_matmul, block_trace, block_transpose
 from derive.engine.calculus import gradient, solve_linear, trace_coefficient
 from derive.engine.pipeline import declare, define, expectation
 from derive.engine.polynomial import Polynomial
-from derive.registry import Derivation, Result, Step, get
+from derive.engine.statements import evaluate
+from derive.references import WU2025, ZFB2024
+from derive.registry import Derivation, Equation, Result, Source, Step, get
 
-SOURCE = "Zhang, Frei & Bartlett, Trained Transformers Learn Linear Models In-Context (JMLR 2024), seed 004"
-LATEX_NAMES = {"u": "u_{-1}", "q": "x_{q}", "U11": "U_{11}", "u12": "u_{12}", "u21": "u_{21}"}
+LATEX_NAMES = {"u": "u_{-1}", "q": "x_{q}", "Emb": "E", "WPV": "W^{PV}", "WKQ": "W^{KQ}", "ltilde": "\\tilde{\\ell}", "uHu": "u^{\\top} H u", "c_inf": "c_{\\infty}",
+               "WPV11": "W^{PV}_{11}", "wpv12": "w^{PV}_{12}", "wkq12": "w^{KQ}_{12}", "wkq22": "w^{KQ}_{22}",
+               "z12": "z_{12}", "z22": "z_{22}", "Z11": "Z_{11}"}
 # The prompt distribution: x[i], q i.i.d. N(0, Λ); w ~ N(0, I).
 DECL = declare(gaussians={"x": "Lambda", "q": "Lambda", "w": "I"}, vectors=["u12", "u21"],
                scalars=["u", "c", "sigma"], latex_names=LATEX_NAMES)
 # Block algebra for step 1: Z = EEᵀ/N is symmetric, q is a fixed vector.
 BLOCK_DECL = declare(vectors=["u12", "u21", "q", "z12", "wpv12", "wkq12"], scalars=["u", "z22", "wkq22"],
                      matrices={"Z11": "symmetric"}, latex_names=LATEX_NAMES)
-ASSUMPTIONS = ("x₁, …, x_N, x_q i.i.d. N(0, Λ), Λ symmetric positive definite", "w ~ N(0, I_d), yᵢ = wᵀxᵢ",
-               "N ≥ 1", "ρ = N (the normalization of f_LSA)")
+MODEL = ("the tokens `x[i]` (`i <= N`) and the query `q` are i.i.d. draws of `x`, the task is `w`, the labels are "
+         "`y[i] = w.T @ x[i]` (no noise)",
+         "the model is one linear self-attention layer: the embedding `Emb`, whose columns are (`x[i]`, `y[i]`) and "
+         "(`q`, 0), plus `WPV @ Emb @ (Emb.T @ WKQ @ Emb)/N`; the prediction `yhat` is its entry (`d + 1`, `N + 1`)")
+BLOCKS = ("`U11` is the upper-left `d`×`d` block of `WKQ`, `u21.T` the rest of its last row, `u12.T` the first `d` "
+          "entries of the last row of `WPV` and `u` its last entry",)
+SOURCES = (Source(ZFB2024), Source(WU2025))
 
 P = g.parse  # short alias: block entries are written in the grammar
-
 
 W_PV = [[P("WPV11"), P("wpv12")], [P("u12.T"), P("u")]]
 W_KQ = [[P("U11"), P("wkq12")], [P("u21.T"), P("wkq22")]]
@@ -109,18 +116,18 @@ def quadratic_form() -> Polynomial:
 
 
 def derive_prediction() -> Derivation:
-    yhat = prediction()
-    uses = sorted(yhat.symbols() & {"WPV11", "wpv12", "u12", "u", "U11", "wkq12", "u21", "wkq22"})
-    form = quadratic_form()
+    yhat, form = prediction(), quadratic_form()
     return Derivation(
         steps=(
-            Step(r"\hat y", yhat, text_lhs="yhat", because="block product e_{d+1}^T W^PV Z W^KQ (x_q; 0), Z = EE^T/N; E_{d+1,N+1} = 0"),
-            Step(r"\tfrac12 \operatorname{vec}(U)^{\top} (X \otimes Z) \operatorname{vec}(U)", form,
-                 text_lhs="u^T H u = tr(U^T Z U X^T)/2", because="vec-Kronecker identity: (X ⊗ Z) vec(U) = vec(Z U X^T)"),
-            Step(r"\hat y - u^{\top} H u", yhat - form, text_lhs="yhat - u^T H u", because="difference expanded by the engine"),
+            Step("yhat", yhat, "the block product of the last row of `WPV`, `Z = Emb @ Emb.T/N` and the last column of "
+                               "`WKQ @ Emb`, whose query column is (`q`, `0`); the entry of `Emb` itself is 0"),
+            Step("uHu", form, "`tr(U.T @ Z @ U @ X.T)/2` with `U` the blocks (`U11`, `u12`; `u21.T`, `u`) and `X` "
+                              "the blocks (0, `q`; `q.T`, 0), which is the vec-Kronecker form of the quadratic "
+                              "form in Lemma 5.1"),
+            Step("yhat - uHu", yhat - form, "the difference, expanded by the engine"),
         ),
-        values={"prediction": yhat, "parameters_used": uses, "quadratic_form": form},
-    )
+        values={"prediction": yhat, "quadratic_form": form}, context=BLOCK_DECL,
+        definitions={"yhat": yhat, "uHu": form})
 
 
 # ---------------------------------------------------------------- step 2: the population loss
@@ -136,19 +143,24 @@ def full_loss() -> Polynomial:
     return population_loss()
 
 
+def model_definitions() -> dict:
+    """``yhat`` (from the block algebra) and the blocks of ``Z`` as functions of the prompt."""
+    return {"yhat": prediction(), **z_blocks()}
+
+
 def derive_population_loss() -> Derivation:
     loss = full_loss()
     return Derivation(
-        steps=(Step(r"L(U_{11}, u_{12}, u_{21}, u_{-1})", loss, text_lhs="L(U11, u12, u21, u)",
-                    because="Wick pairing of ½E[(ŷ − wᵀx_q)²]: moments up to sixth order in x_q, fourth in xᵢ and w; "
-                    "index coincidences i = j split exactly"),),
-        values={"population_loss": loss},
-    )
+        steps=(Step("L", loss, "Wick pairing of `E((yhat - w.T @ q)**2)/2` with the blocks of `Z` written out: "
+                               "moments up to the sixth order in `q`, the fourth in `x[i]` and `w`; index "
+                               "coincidences `i = j` are split exactly"),),
+        values={"population_loss": loss}, context=DECL, definitions=model_definitions())
 
 
 # ---------------------------------------------------------------- step 3: the invariant subspace
 
-ZERO_CROSS = {"u12": "0", "u21": "0"}
+ZERO_CROSS = {"u12": "zeros(d, 1)", "u21": "zeros(d, 1)"}
+AT_ZERO = "u12=zeros(d, 1), u21=zeros(d, 1)"
 
 
 def derive_invariant_subspace() -> Derivation:
@@ -156,17 +168,17 @@ def derive_invariant_subspace() -> Derivation:
     grads = {name: gradient(loss, name) for name in ("u12", "u21")}
     at_zero = {name: grad.substitute(ZERO_CROSS) for name, grad in grads.items()}
     return Derivation(
-        steps=tuple(
-            Step(rf"\left.\partial L / \partial {LATEX_NAMES[n]}\right|_{{u_{{12}} = u_{{21}} = 0}}", at_zero[n],
-                 text_lhs=f"dL/d{n} at u12 = u21 = 0", because="matrix gradient of the loss, then u12 = u21 = 0: every term has an odd power of u12, u21")
-            for n in at_zero),
-        values={"gradients": grads, "at_zero": at_zero},
-    )
+        steps=tuple(Step(f"at(grad(L, {n}), {AT_ZERO})", at_zero[n],
+                         f"the engine's gradient of `L` with respect to `{n}`, then `u12` and `u21` set to 0: every "
+                         "term of the gradient holds `u12` or `u21`") for n in at_zero),
+        values={"gradients": grads, "at_zero": at_zero}, context=DECL, definitions={"L": loss})
 
 
 # ---------------------------------------------------------------- step 4: the reduced loss and Γ
 
 PATTERN = "Lambda @ U11 @ Lambda @ U11.T"
+LTILDE = "u**2/2 * tr(Gamma @ Lambda @ U11 @ Lambda @ U11.T) - u * tr(Lambda**2 @ U11.T)"
+SAMPLE_MOMENT = ("S", "sum(i, x[i] @ x[i].T) / N")
 
 
 @functools.lru_cache(maxsize=None)
@@ -200,27 +212,30 @@ def derive_reduced_loss() -> Derivation:
     r = reduction()
     return Derivation(
         steps=(
-            Step(r"L|_{u_{12}=u_{21}=0}", r["restricted"], text_lhs="L at u12 = u21 = 0", because="set u12 = u21 = 0 in the population loss"),
-            Step(r"[u_{-1}^2]\,L", r["a"], text_lhs="[u^2] L", because="coefficient of u² (a quadratic form in U11)"),
-            Step(r"\Gamma \text{ with } [u_{-1}^2]L = \tfrac12\operatorname{tr}(\Gamma \Lambda U_{11} \Lambda U_{11}^{\top})",
-                 r["Gamma"], text_lhs="Gamma with [u^2] L = tr(Gamma Lambda U11 Lambda U11^T)/2",
-                 because="read off term by term (engine: trace_coefficient)"),
-            Step(r"\Gamma - \mathbb{E}[S^2]\Lambda^{-1}", r["moment_residual"], text_lhs="Gamma - E[S^2] inv(Lambda)",
-                 because="E[S²] from the lemma E[S A S] at A = I: Γ is the second-moment factor"),
-            Step(r"[u_{-1}^0]\,L", r["constant"], text_lhs="[u^0] L", because="the loss of the zero predictor"),
-            Step(r"\tilde\ell(U_{11}, u_{-1})", r["reduced"], text_lhs="l~(U11, u)",
-                 because="the u² and u terms, written with Γ"),
-            Step(r"\tilde\ell + \tfrac12\operatorname{tr}(\Lambda) - L|_{u_{12}=u_{21}=0}", r["reduction_residual"],
-                 text_lhs="l~ + tr(Lambda)/2 - L at u12 = u21 = 0", because="Γ written out again; so L = ℓ̃ + ½tr(Λ)"),
+            Step(f"at(L, {AT_ZERO})", r["restricted"], "`u12` and `u21` set to 0 in the population loss"),
+            Step("a", r["a"], "the coefficient of `u**2` in `at(L, u12=zeros(d, 1), u21=zeros(d, 1))`: a quadratic "
+                              "form in `U11`"),
+            Step("Gamma", r["Gamma"], "the matrix with `a = tr(Gamma @ Lambda @ U11 @ Lambda @ U11.T)/2`, read off "
+                                      "term by term (engine: trace_coefficient)"),
+            Step("Gamma - E(S @ S) @ inv(Lambda)", r["moment_residual"],
+                 "`E(S @ S)` from the lemma `E(S @ A @ S)` at `A = I`: `Gamma` is the second-moment factor"),
+            Step("c0", r["constant"], "the coefficient of `u**0`: the loss of the zero predictor"),
+            Step("ltilde", r["reduced"], "the terms in `u**2` and `u`, written with `Gamma`"),
+            Step(f"ltilde + tr(Lambda)/2 - at(L, {AT_ZERO})", r["reduction_residual"],
+                 "`Gamma` written out again: so the loss there is `ltilde + tr(Lambda)/2`"),
         ),
-        values={"reduced_loss": r["reduced"], "Gamma": r["Gamma"], "Gamma_from_loss": r["Gamma"],
-                "Gamma_moment": r["Gamma_moment"], "moment_residual": r["moment_residual"],
-                "reduction_residual": r["reduction_residual"], "constant": r["constant"],
-                "restricted_loss": r["restricted"]},
-    )
+        values={"reduced_loss": r["reduced"], "Gamma": r["Gamma"], "Gamma_moment": r["Gamma_moment"],
+                "moment_residual": r["moment_residual"], "reduction_residual": r["reduction_residual"],
+                "constant": r["constant"], "restricted_loss": r["restricted"]},
+        context=r["context"], definitions={"L": full_loss()})
 
 
 # ---------------------------------------------------------------- step 5: the minimizer family
+
+FAMILY = "U11=c * inv(Gamma), u=1/c"
+EXCESS_ZERO = "u * Lambda**(1/2) @ U11 @ Lambda**(1/2) - Lambda @ inv(Gamma)"  # M = Γ^{1/2} times this
+EXCESS = ("M", f"Gamma**(1/2) @ ({EXCESS_ZERO})")
+
 
 @functools.lru_cache(maxsize=None)
 def optimum() -> dict:
@@ -232,11 +247,9 @@ def optimum() -> dict:
     ctx = context()
     family = {"U11": U_stationary.substitute({"u": "1/c"}), "u": _scalar(1 / ctx.symbol("c"), ctx)}
     minimum = reduced.substitute(family)
-    excess = Polynomial.of("tr(M @ M.T) / 2", ctx,
-                           {"M": "Gamma**(1/2) @ (u * Lambda**(1/2) @ U11 @ Lambda**(1/2) - Lambda @ inv(Gamma))"})
+    excess = Polynomial.of("tr(M @ M.T) / 2", ctx, {EXCESS[0]: EXCESS[1]})
     residual = reduced - minimum - excess
-    global_minimizer = solve_linear(Polynomial.of("u * Lambda**(1/2) @ U11 @ Lambda**(1/2) - Lambda @ inv(Gamma)",
-                                                  ctx), "U11")
+    global_minimizer = solve_linear(Polynomial.of(EXCESS_ZERO, ctx), "U11")
     return {"grad_U": grad_U, "grad_u": grad_u, "U_stationary": U_stationary, "grad_u_on": grad_u_on,
             "family": family, "minimum": minimum, "excess": excess, "residual": residual,
             "global_minimizer": global_minimizer}
@@ -244,30 +257,32 @@ def optimum() -> dict:
 
 def derive_minimizer() -> Derivation:
     o = optimum()
+    u = _scalar(DECL.symbol("u"))
     return Derivation(
         steps=(
-            Step(r"\partial\tilde\ell/\partial U_{11}", o["grad_U"], text_lhs="dl~/dU11", because="matrix gradient of ℓ̃"),
-            Step(r"U_{11}^{\star}", o["U_stationary"], text_lhs="U11*", because="solve ∂ℓ̃/∂U11 = 0 for u ≠ 0 (Γ, Λ invertible; Γ commutes with Λ)"),
-            Step(r"\left.\partial\tilde\ell/\partial u_{-1}\right|_{U_{11}^{\star}}", o["grad_u_on"], text_lhs="dl~/du at U11*",
-                 because="vanishes for every u: a one-parameter family, write u = 1/c"),
-            Step(r"U_{11}", o["family"]["U11"], "the minimizer family: U11* with u = 1/c, c ≠ 0", text_lhs="U11"),
-            Step(r"u_{-1}", o["family"]["u"], "the minimizer family", text_lhs="u"),
-            Step(r"\min\tilde\ell", o["minimum"], text_lhs="min l~", because="ℓ̃ on the family; independent of c"),
-            Step(r"\tfrac12\|\Gamma^{1/2}(u_{-1}\Lambda^{1/2}U_{11}\Lambda^{1/2} - \Lambda\Gamma^{-1})\|_F^2", o["excess"],
-                 text_lhs="|Gamma^(1/2) (u Lambda^(1/2) U11 Lambda^(1/2) - Lambda inv(Gamma))|_F^2 / 2", because="completing the square, expanded by the engine"),
-            Step(r"\tilde\ell - \min\tilde\ell - \text{(excess)}", o["residual"], text_lhs="l~ - min l~ - excess", because="so the excess-loss identity holds"),
-            Step(r"u_{-1} U_{11} \text{ at a global minimum}", o["global_minimizer"] * _scalar(DECL.symbol("u")),
-                 text_lhs="u U11 at a global minimum", because="excess = 0 iff u Λ^{1/2} U11 Λ^{1/2} = ΛΓ⁻¹; solved by the engine"),
+            Step("grad(ltilde, U11)", o["grad_U"], "the engine's matrix gradient of `ltilde`"),
+            Step("U11_star", o["U_stationary"], "`grad(ltilde, U11) = 0` solved for `U11` when `u != 0` (`Gamma` "
+                                               "and `Lambda` are invertible and commute)"),
+            Step("at(grad(ltilde, u), U11=U11_star)", o["grad_u_on"], "zero for every `u`: a one-parameter family "
+                                                                      "of stationary points, `u = 1/c`"),
+            Step("U11", o["family"]["U11"], "the family: `U11_star` at `u = 1/c`, `c != 0`"),
+            Step("u", o["family"]["u"], "the family"),
+            Step(f"at(ltilde, {FAMILY})", o["minimum"], "`ltilde` on the family: the same for every `c`"),
+            Step("tr(M @ M.T)/2", o["excess"], "the square completed, expanded by the engine"),
+            Step("ltilde - at(ltilde, U11=c * inv(Gamma), u=1/c) - tr(M @ M.T)/2", o["residual"],
+                 "so the excess-loss identity holds"),
+            Step("u * U11", o["global_minimizer"] * u, "`M = 0` exactly when `u * Lambda**(1/2) @ U11 @ "
+                                                       "Lambda**(1/2) = Lambda @ inv(Gamma)`, solved by the engine"),
         ),
         values={"minimizer": o["family"], "minimum": o["minimum"], "excess_residual": o["residual"],
-                "U_stationary": o["U_stationary"], "global_minimizer_product":
-                    o["global_minimizer"] * _scalar(DECL.symbol("u"))},
-    )
+                "U_stationary": o["U_stationary"], "global_minimizer_product": o["global_minimizer"] * u},
+        context=context(), definitions={"U11_star": o["U_stationary"]})
 
 
 # ---------------------------------------------------------------- step 6: gradient flow and the balanced invariant
 
 INVARIANT = "u**2 - tr(U11 @ U11.T)"
+C_LIMIT = ("c_inf", "tr(inv(Gamma)**2)**(-1/4)")
 
 
 @functools.lru_cache(maxsize=None)
@@ -287,8 +302,8 @@ def flow() -> dict:
     atoms = {a: sympy.Symbol(f"t{k}", positive=True) for k, a in enumerate(on_family.scalar.free_symbols - {c})}
     roots = sympy.solve(on_family.scalar.xreplace({c: c_pos, **atoms}), c_pos)
     (root,) = roots  # u > 0 along the flow (Lemma A.4), so c > 0
-    c_limit = root.xreplace({v: k for k, v in atoms.items()})
-    limit = {"U11": o["family"]["U11"].xreplace({c: c_limit}), "u": o["family"]["u"].xreplace({c: c_limit})}
+    c_limit = _scalar(root.xreplace({v: k for k, v in atoms.items()}), ctx)
+    limit = {"U11": o["family"]["U11"].substitute({"c": c_limit}), "u": o["family"]["u"].substitute({"c": c_limit})}
     return {"dU": dU, "du": du, "invariant": invariant, "d_invariant": d_invariant, "scaling": scaled - reduced,
             "euler": euler, "balanced_start": balanced_start, "on_family": on_family, "c_limit": c_limit,
             "limit": limit}
@@ -298,67 +313,78 @@ def derive_balanced_invariant() -> Derivation:
     f = flow()
     return Derivation(
         steps=(
-            Step(r"\dot U_{11}", f["dU"], "gradient flow on ℓ̃ (Lemma 5.2)", text_lhs="dU11/dt"),
-            Step(r"\dot u_{-1}", f["du"], "gradient flow on ℓ̃ (Lemma 5.2)", text_lhs="du/dt"),
-            Step(r"\tfrac{d}{dt}\left(u_{-1}^2 - \operatorname{tr}(U_{11}U_{11}^{\top})\right)", f["d_invariant"],
-                 "chain rule along the flow: 2u du/dt − 2tr(U11ᵀ dU11/dt)", text_lhs="d/dt (u² − tr(U11 U11ᵀ))"),
-            Step(r"\tilde\ell(cU_{11}, u_{-1}/c) - \tilde\ell(U_{11}, u_{-1})", f["scaling"], text_lhs="l~(c U11, u/c) - l~(U11, u)",
-                 because="the scaling symmetry behind the invariant"),
-            Step(r"\operatorname{tr}(U_{11}^{\top}\partial_{U_{11}}\tilde\ell) - u_{-1}\partial_{u_{-1}}\tilde\ell",
-                 f["euler"], text_lhs="tr(U11^T dl~/dU11) - u dl~/du", because="its infinitesimal form (d/dc at c = 1) is −½ d/dt of the invariant"),
-            Step(r"\left(u_{-1}^2 - \operatorname{tr}(U_{11}U_{11}^{\top})\right)(0)", f["balanced_start"], text_lhs="(u^2 - tr(U11 U11^T)) at t = 0",
-                 because="balanced start u = σ, U11 = σΘΘᵀ; zero because ‖ΘΘᵀ‖_F = 1 (Assumption 3.10)"),
-            Step(r"u_{-1}^2 - \operatorname{tr}(U_{11}U_{11}^{\top}) \text{ on the minimizers}", f["on_family"], text_lhs="u^2 - tr(U11 U11^T) on the minimizers",
-                 because="the invariant stays 0, so the limit (a global minimizer, Theorem 4.1) has it 0"),
-            Step(r"c_{\infty}", f["c_limit"], text_lhs="c_inf", because="the positive root (u > 0 along the flow, Lemma A.4)"),
-            Step(r"\lim U_{11}", f["limit"]["U11"], text_lhs="lim U11", because="U11 = cΓ⁻¹ at c∞"),
-            Step(r"\lim u_{-1}", f["limit"]["u"], text_lhs="lim u", because="u = 1/c∞"),
+            Step("-grad(ltilde, U11)", f["dU"], "the gradient flow: the time derivative of `U11` is `-grad(ltilde, U11)` (Lemma 5.2)"),
+            Step("-grad(ltilde, u)", f["du"], "and that of `u` is `-grad(ltilde, u)`"),
+            Step("-2 * u * grad(ltilde, u) + 2 * tr(U11.T @ grad(ltilde, U11))", f["d_invariant"],
+                 "the chain rule: the time derivative of `u**2 - tr(U11 @ U11.T)` along the flow"),
+            Step("at(ltilde, U11=c * U11, u=u/c) - ltilde", f["scaling"], "the scaling symmetry behind the invariant"),
+            Step("tr(U11.T @ grad(ltilde, U11)) - u * grad(ltilde, u)", f["euler"],
+                 "its infinitesimal form (the derivative in `c` at `c = 1`) is half the rate of the invariant"),
+            Step(f"at({INVARIANT}, u=sigma, U11=sigma * Theta @ Theta.T)", f["balanced_start"],
+                 "the balanced start; zero because `tr(Theta @ Theta.T @ Theta @ Theta.T) = 1`"),
+            Step(f"at({INVARIANT}, {FAMILY})", f["on_family"],
+                 "the invariant stays 0, so the limit of the flow, a global minimizer (Theorem 4.1), has it 0"),
+            Step("c_inf", f["c_limit"], "the positive root (`u > 0` along the flow, Lemma A.4)"),
+            Step("U11_inf", f["limit"]["U11"], "the limit of `U11`: `c * inv(Gamma)` at `c = c_inf`"),
+            Step("u_inf", f["limit"]["u"], "the limit of `u`: `1/c` at `c = c_inf`"),
         ),
         values={"balanced_invariant": f["invariant"], "d_invariant": f["d_invariant"], "scaling": f["scaling"],
-                "euler": f["euler"], "flow_limit": f["limit"], "flow": {"U11": f["dU"], "u": f["du"]}},
-    )
+                "euler": f["euler"], "flow_limit": f["limit"], "flow": {"U11": f["dU"], "u": f["du"]},
+                "c_limit": f["c_limit"]},
+        context=context())
 
 
 # ---------------------------------------------------------------- the registry
 
-def _paper(text: str):
-    """The paper's closed form, for tests only, read in the chain's context (Γ as derived in step 4)."""
-    def parsed():
-        return Polynomial.of(text, context())
-    return parsed
-
-
+ASSUMPTIONS = MODEL + ("`N >= 1`",)
 RESULTS = [
-    Result(id="lsa.prediction", title="The LSA prediction is a quadratic form in four blocks (Lemma 5.1)",
-           statement="ŷ depends on W^PV, W^KQ only through U11, u12, u21, u_{-1}, and ŷ = uᵀHu with "
-                     "H = ½ X ⊗ (EEᵀ/N), X = [[0, x_q], [x_qᵀ, 0]].",
-           derive=derive_prediction, source=SOURCE, assumptions=ASSUMPTIONS[3:]),
-    Result(id="lsa.population_loss", title="Population loss of LSA in general d and N",
-           statement="L(U11, u12, u21, u_{-1}) = ½E[(ŷ − wᵀx_q)²] in coordinate-free form (not given in the sources).",
-           derive=derive_population_loss, source=SOURCE, assumptions=ASSUMPTIONS),
-    Result(id="lsa.invariant_subspace", title="u12 = u21 = 0 is invariant under gradient flow",
-           statement="∂L/∂u12 and ∂L/∂u21 vanish on u12 = u21 = 0.",
-           derive=derive_invariant_subspace, source=SOURCE, assumptions=ASSUMPTIONS),
-    Result(id="lsa.reduced_loss", title="Reduced loss ℓ̃(U11, u_{-1}) and Γ",
-           statement="On u12 = u21 = 0, L = ℓ̃ + ½tr(Λ) with ℓ̃ = tr[½u²ΓΛU11ΛU11ᵀ − uΛ²U11ᵀ], "
-                     "Γ = (1 + 1/N)Λ + tr(Λ)/N·I = E[S²]Λ⁻¹.",
-           derive=derive_reduced_loss, source=SOURCE, assumptions=ASSUMPTIONS,
-           paper=lambda: {"reduced_loss": _paper("tr(u**2/2 * Gamma @ Lambda @ U11 @ Lambda @ U11.T "
-                                                 "- u * Lambda**2 @ U11.T)")(),
-                          "Gamma": _paper("(1 + 1/N) * Lambda + tr(Lambda)/N * I")()}),
-    Result(id="lsa.minimizer", title="Minimizers, minimum and excess loss of ℓ̃ (Corollary A.2)",
-           statement="The minimizers are U11 = cΓ⁻¹, u_{-1} = 1/c (c ≠ 0); min ℓ̃ = −½tr(Λ²Γ⁻¹); "
-                     "ℓ̃ − min = ½‖Γ^{1/2}(uΛ^{1/2}U11Λ^{1/2} − ΛΓ⁻¹)‖²_F, so every global minimizer has u·U11 = Γ⁻¹.",
-           derive=derive_minimizer, source=SOURCE, assumptions=ASSUMPTIONS + ("u_{-1} ≠ 0 at a stationary point",),
-           paper=lambda: {"U11": _paper("c * inv(Gamma)")(), "minimum": _paper("-tr(Lambda**2 @ inv(Gamma)) / 2")()}),
-    Result(id="lsa.balanced_invariant", title="Balanced invariant of gradient flow and the flow's limit (Lemma A.3, Theorem 4.1)",
-           statement="Along gradient flow on ℓ̃, u² − tr(U11U11ᵀ) is constant; from a balanced start it is 0, so the "
-                     "limit is u = ‖Γ⁻¹‖_F^{1/2}, U11 = ‖Γ⁻¹‖_F^{−1/2}Γ⁻¹.",
-           derive=derive_balanced_invariant, source=SOURCE,
-           assumptions=ASSUMPTIONS + ("balanced start u(0) = σ, U11(0) = σΘΘᵀ with ‖ΘΘᵀ‖_F = 1",
-                                      "convergence to a global minimizer with u > 0 (Theorem 4.1, Lemma A.4)"),
-           paper=lambda: {"U11": _paper("tr(inv(Gamma)**2)**(-1/4) * inv(Gamma)")(),
-                          "u": _paper("tr(inv(Gamma)**2)**(1/4)")()}),
+    Result(id="lsa.prediction", title="The LSA prediction is a quadratic form in four blocks",
+           equations=(Equation("yhat", "uHu", value="prediction"),
+                      Equation("grad(yhat, WPV11)", "zeros(d, d)"), Equation("grad(yhat, wpv12)", "zeros(d, 1)"),
+                      Equation("grad(yhat, wkq12)", "zeros(d, 1)"), Equation("grad(yhat, wkq22)", "0")),
+           derive=derive_prediction, sources=(Source(ZFB2024, "Lemma 5.1"), Source(WU2025)),
+           assumptions=MODEL[1:] + BLOCKS,
+           remarks=("`yhat` does not depend on `WPV11`, `wpv12`, `wkq12` or `wkq22`: only the four blocks `U11`, "
+                    "`u12`, `u21`, `u` enter the prediction.",)),
+    Result(id="lsa.population_loss", title="The population loss of LSA in general dimension and context length",
+           equations=(Equation("E((yhat - w.T @ q)**2)/2", value="population_loss"),),
+           derive=derive_population_loss, sources=SOURCES, assumptions=ASSUMPTIONS + BLOCKS,
+           remarks=("No source states the loss off the subspace `u12 = 0`, `u21 = 0`; this is the derived form.",)),
+    Result(id="lsa.invariant_subspace", title="The subspace `u12 = 0`, `u21 = 0` is invariant under gradient flow",
+           equations=(Equation(f"at(grad(L, u12), {AT_ZERO})", "zeros(d, 1)"),
+                      Equation(f"at(grad(L, u21), {AT_ZERO})", "zeros(d, 1)")),
+           derive=derive_invariant_subspace, sources=(Source(ZFB2024, "Lemma 5.2"),), assumptions=ASSUMPTIONS),
+    Result(id="lsa.reduced_loss", title="The reduced loss `ltilde` and the matrix `Gamma`",
+           equations=(Equation(f"at(L, {AT_ZERO})", "ltilde + tr(Lambda)/2", value="restricted_loss"),
+                      Equation("Gamma", "(1 + 1/N) * Lambda + tr(Lambda)/N * I", value="Gamma"),
+                      Equation("Gamma @ Lambda", "E(S @ S)")),
+           derive=derive_reduced_loss, where=(("ltilde", LTILDE), SAMPLE_MOMENT),
+           sources=(Source(ZFB2024, "Lemma 5.2"), Source(WU2025)), assumptions=ASSUMPTIONS,
+           remarks=("`Gamma` is not typed in: the derivation reads it off the loss and checks it against the "
+                    "moment lemma.",)),
+    Result(id="lsa.minimizer", title="The minimizers, the minimum and the excess loss of the reduced loss",
+           equations=(Equation(f"at(grad(ltilde, U11), {FAMILY})", "zeros(d, d)"),
+                      Equation(f"at(grad(ltilde, u), {FAMILY})", "0"),
+                      Equation(f"at(ltilde, {FAMILY})", "-tr(Lambda**2 @ inv(Gamma))/2", value="minimum"),
+                      Equation("ltilde + tr(Lambda**2 @ inv(Gamma))/2", "tr(M @ M.T)/2"),
+                      Equation("at(M, U11=inv(Gamma)/u)", "zeros(d, d)")),
+           derive=derive_minimizer, where=(("ltilde", LTILDE), EXCESS),
+           sources=(Source(ZFB2024, "Corollary A.2"),), assumptions=ASSUMPTIONS + ("`c != 0`",),
+           remarks=("The excess `tr(M @ M.T)/2` vanishes exactly when `u * U11 = inv(Gamma)`: every global "
+                    "minimizer has `u * U11 = inv(Gamma)`.",)),
+    Result(id="lsa.balanced_invariant", title="The balanced invariant of gradient flow and the limit of the flow",
+           equations=(Equation("-2 * u * grad(ltilde, u) + 2 * tr(U11.T @ grad(ltilde, U11))", "0"),
+                      Equation(f"at({INVARIANT}, u=sigma, U11=sigma * Theta @ Theta.T)",
+                               "sigma**2 - sigma**2 * tr(Theta @ Theta.T @ Theta @ Theta.T)"),
+                      Equation(f"at({INVARIANT}, U11=c_inf * inv(Gamma), u=1/c_inf)", "0")),
+           derive=derive_balanced_invariant, where=(("ltilde", LTILDE), C_LIMIT),
+           sources=(Source(ZFB2024, "Lemma A.3 and Theorem 4.1"), Source(WU2025)),
+           assumptions=ASSUMPTIONS + ("the flow starts balanced: `u = sigma`, `U11 = sigma * Theta @ Theta.T` with "
+                                      "`tr(Theta @ Theta.T @ Theta @ Theta.T) = 1`",
+                                      "the flow converges to a global minimizer with `u > 0` (Theorem 4.1, "
+                                      "Lemma A.4)"),
+           remarks=("So the limit is `U11 = c_inf * inv(Gamma)`, `u = 1/c_inf`: "
+                    "`u = tr(inv(Gamma)**2)**(1/4)`.",)),
 ]
 
 

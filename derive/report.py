@@ -1,47 +1,183 @@
-"""Render registered results as terminal text, LaTeX fragments, Markdown and a standalone LaTeX document.
+"""Lay registered results out as terminal text, LaTeX, Markdown and JSON.
 
-Every command that prints a derivation (``python -m derive.lsa_optimum``,
-``python -m derive.iclr_rank``, ``python -m derive.export``) goes through these
-functions, which go through the one printer, :mod:`derive.engine.printing`.  This
-module only lays the printed formulas out: it breaks long sums into rows of an
-``align*`` (:func:`split_sum`, :func:`math_rows`) and turns the registry's plain
-text (statements, assumptions, justifications, with Unicode math such as
-``Λ``, ``xᵀ`` and ASCII such as ``u_{-1}``, ``W^PV``) into LaTeX text mode
-(:func:`text_latex`) or Markdown (:func:`markdown_escape`).
+Every formula is printed by the one printer (:mod:`derive.engine.printing`):
+equations and steps are grammar trees, rendered as grammar text, LaTeX or
+GitHub math; prose (titles, assumptions, remarks, justifications) carries its
+math in the grammar between backticks and is rendered by the same printer
+(:func:`~derive.engine.printing.prose`).  This module only arranges: it
+breaks long sums into rows at their top-level signs, aligns derivation steps,
+and gathers the sources into one bibliography.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
 import textwrap
+from typing import Any
 
-from derive.engine.printing import to_latex, to_text
-from derive.registry import Result, Step
+from derive.engine import grammar as g
+from derive.engine.polynomial import Polynomial
+from derive.engine.printing import expr_latex, expr_text, prose, signed_terms, to_latex, to_text
+from derive.registry import Equation, Result, Step, flat_values
+
+__all__ = ["GENERATED_BY", "result_text", "result_latex", "result_markdown", "result_json", "latex_document",
+           "bibliography_latex", "equation_sides", "math_rows", "context_assumptions", "sources_of"]
 
 GENERATED_BY = "python -m derive.export"
+ROW_WIDTH = 64  # typeset letters per displayed row (about the text width of the document, see display_width)
 
+
+# ---------------------------------------------------------------- what is printed
 
 def _names(result: Result) -> dict:
-    module = sys.modules.get(result.module) if result.module else None
-    if module is None and result.module:
-        try:
-            module = importlib.import_module(result.module)
-        except ImportError:
-            module = None
-    return getattr(module, "LATEX_NAMES", {}) if module else {}
+    return dict(result.context.latex_names)
+
+
+def _tree(math: Any):
+    """A grammar tree for a step's or an equation's math, or None when it is not in the grammar (a sympy matrix)."""
+    if isinstance(math, g.Expr):
+        return math
+    if isinstance(math, str):
+        return g.parse(math)
+    if isinstance(math, Polynomial):
+        return math.expr()
+    return None
+
+
+def equation_sides(result: Result, equation: Equation) -> tuple:
+    """The two sides of an equation as trees: the typed right side, or the derived value written out."""
+    lhs = g.parse(equation.lhs)
+    if equation.rhs is not None:
+        return lhs, g.parse(equation.rhs)
+    return lhs, flat_values(result.derivation.values)[equation.value].expr()
+
+
+def context_assumptions(result: Result) -> list[str]:
+    """Prose, derived from the context, for the distributions and the matrix properties the result assumes."""
+    context = result.context
+    lines = []
+    for name, family in sorted(context.families.items()):
+        mean = f"mean `{family.mean_text}`" if family.mean_text else "mean 0"
+        what = "a scalar Gaussian" if family.dim == 1 else "Gaussian"
+        lines.append(f"`{name}` is {what} with {mean} and covariance `{family.covariance}`")
+    if context.families:
+        lines.append("draws of different families, and the draws `x[i]` of one family at different indices, are "
+                     "independent")
+    for names, what in ((context.spd, "symmetric positive definite"), (context.symmetric - context.spd, "symmetric"),
+                        (context.orthogonal, "orthogonal"), (context.orthonormal, "of orthonormal columns")):
+        if names:
+            listed = ", ".join(f"`{n}`" for n in sorted(names))
+            lines.append(f"{listed} {'is' if len(names) == 1 else 'are'} {what}")
+    return lines
+
+
+def sources_of(result: Result) -> list:
+    return [source.reference for source in result.sources]
+
+
+def _source_text(source, fmt: str) -> str:
+    where = f", {source.where}" if source.where else ""
+    if fmt == "latex":
+        return prose(source.reference.short(), "latex") + f"~\\cite{{{source.reference.key}}}" + prose(where, "latex")
+    return source.reference.short() + where
+
+
+# ---------------------------------------------------------------- long sums
+
+def display_width(latex: str) -> float:
+    """A rough typeset width of LaTeX math, in letters: commands count as one glyph, scripts as 0.6,
+    a fraction as its wider part.  Enough to decide where a long sum breaks."""
+    width, k = 0.0, 0
+    while k < len(latex):
+        ch = latex[k]
+        if latex.startswith("\\frac{", k):
+            num, k = _group(latex, k + 5)
+            den, k = _group(latex, k)
+            width += max(display_width(num), display_width(den))
+            continue
+        if ch in "^_":
+            body, k = _group(latex, k + 1)
+            width += 0.6 * display_width(body)
+            continue
+        if ch == "\\":
+            match = re.match(r"\\([A-Za-z]+|.)", latex[k:])
+            name = match.group(1)
+            k += match.end()
+            if name == "operatorname":
+                body, k = _group(latex, k)
+                width += len(body)
+            elif name not in ("left", "right", "mathrm", "mathbb", "quad", "top"):
+                width += 1.0
+            continue
+        width += 0.0 if ch in "{} " else 1.0
+        k += 1
+    return width
+
+
+def _group(latex: str, k: int) -> tuple[str, int]:
+    """The braced group (or single character) starting at ``latex[k]`` and the index after it."""
+    if k < len(latex) and latex[k] == "{":
+        depth = 0
+        for j in range(k, len(latex)):
+            depth += {"{": 1, "}": -1}.get(latex[j], 0)
+            if depth == 0:
+                return latex[k + 1:j], j + 1
+    return latex[k:k + 1], k + 1
+
+
+def math_rows(tree: g.Expr, width: float = ROW_WIDTH) -> list[list]:
+    """The top-level terms of ``tree`` packed into rows ``[[(sign, term), ...], ...]``.
+
+    A row holds as many terms as fit in ``width`` (the typeset width of their
+    LaTeX, :func:`display_width`); a term wider than a row is a row of its own.
+    """
+    rows, row, used = [], [], 0.0
+    for sign, term in signed_terms(tree):
+        size = display_width(expr_latex(term)) + 2
+        if row and used + size > width:
+            rows.append(row)
+            row, used = [], 0
+        row.append((sign, term))
+        used += size
+    if row:
+        rows.append(row)
+    return rows
+
+
+def _row_latex(row: list, names: dict, first: bool) -> str:
+    out = []
+    for k, (sign, term) in enumerate(row):
+        body = expr_latex(term, names)
+        body = f"\\left({body}\\right)" if isinstance(term, (g.Add, g.Sub)) else body
+        if k == 0 and first:
+            out.append(body if sign > 0 else f"-{body}")
+        else:
+            out.append(f"{'+' if sign > 0 else '-'} {body}")
+    return " ".join(out)
+
+
+def _display_rows(tree, names: dict, width: int) -> list[str]:
+    rows = math_rows(tree, width)
+    return [_row_latex(row, names, k == 0) for k, row in enumerate(rows)]
+
+
+def _math_latex(math, names: dict) -> list[str]:
+    """Rows of LaTeX for a step's math (one row unless it is a long sum)."""
+    tree = _tree(math)
+    if tree is None:
+        return [to_latex(math, names)]
+    return _display_rows(tree, names, ROW_WIDTH - 15)
 
 
 # ---------------------------------------------------------------- terminal text
 
 def wrap_sum(text: str, width: int = 100, indent: str = "        ") -> str:
-    """Break a long sum at top-level ``+``/``-`` signs, one term group per line."""
+    """Break a long sum at top-level ``+``/``-`` signs, one group of terms per line."""
     if len(text) <= width:
         return text
     pieces, depth, start = [], 0, 0
     for k, ch in enumerate(text):
-        depth += ch in "([" and 1 or (ch in ")]" and -1 or 0)
+        depth += 1 if ch in "([" else -1 if ch in ")]" else 0
         if depth == 0 and text[k:k + 3] in (" + ", " - ") and k > start:
             pieces.append(text[start:k])
             start = k + 1
@@ -56,463 +192,100 @@ def wrap_sum(text: str, width: int = 100, indent: str = "        ") -> str:
     return ("\n" + indent).join(l.strip() for l in lines)
 
 
-def latex_to_plain(latex: str) -> str:
-    """A rough plain-text reading of a short LaTeX left-hand side (for terminals)."""
-    import re
-
-    text = re.sub(r"\\operatorname\{(\w+)\}", r"\1", latex)
-    text = text.replace("^{\\top}", ".T").replace("\\top", "T").replace("\\left", "").replace("\\right", "")
-    text = re.sub(r"\\(mathbb|mathrm|text|tfrac|tilde|hat)\s*", "", text)
-    text = re.sub(r"\\([A-Za-z]+)", r"\1", text)
-    return text.replace("{", "").replace("}", "").replace("\\", "")
+def _math_text(math) -> str:
+    tree = _tree(math)
+    return wrap_sum(expr_text(tree) if tree is not None else to_text(math))
 
 
-def step_text(step: Step) -> str:
-    lhs = step.text_lhs or latex_to_plain(step.lhs)
-    return f"{lhs} =\n        {wrap_sum(to_text(step.math))}\n      because: {step.because}"
+def _fill(text: str, indent: str) -> str:
+    return textwrap.fill(text, 100, initial_indent=indent, subsequent_indent=" " * len(indent))
 
 
-def result_text(result: Result, number: int | None = None) -> str:
+def result_text(result: Result, number: int | None = None, derivation: bool = True) -> str:
     head = f"[{number}] " if number is not None else ""
-    lines = [f"{head}{result.id}: {result.title}", textwrap.fill(result.statement, 100, initial_indent="  ",
-                                                                   subsequent_indent="  ")]
-    if result.assumptions:
-        lines.append("  assumptions: " + "; ".join(result.assumptions))
-    for k, step in enumerate(result.derivation.steps, 1):
-        lines.append(f"  ({k}) " + step_text(step))
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- plain text → LaTeX text mode
-
-# Unicode that appears in the registry's plain text, as LaTeX math (without the $ … $).
-UNICODE_MATH = {
-    "Λ": r"\Lambda", "Γ": r"\Gamma", "Σ": r"\Sigma", "Θ": r"\Theta", "Δ": r"\Delta", "Φ": r"\Phi", "Ψ": r"\Psi",
-    "Ω": r"\Omega", "Π": r"\Pi", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ε": r"\varepsilon",
-    "η": r"\eta", "θ": r"\theta", "κ": r"\kappa", "λ": r"\lambda", "μ": r"\mu", "ν": r"\nu", "ξ": r"\xi",
-    "π": r"\pi", "ρ": r"\rho", "σ": r"\sigma", "τ": r"\tau", "φ": r"\varphi", "χ": r"\chi", "ψ": r"\psi",
-    "ω": r"\omega", "ℓ": r"\ell", "ŷ": r"\hat y", "≠": r"\neq", "≥": r"\geq", "≤": r"\leq", "→": r"\to",
-    "←": r"\leftarrow", "↦": r"\mapsto", "⇒": r"\Rightarrow", "⇔": r"\Leftrightarrow", "∂": r"\partial",
-    "‖": r"\|", "⊗": r"\otimes", "⊕": r"\oplus", "∈": r"\in", "∉": r"\notin", "⊂": r"\subset", "⊆": r"\subseteq",
-    "·": r"\cdot", "∞": r"\infty", "√": r"\surd", "×": r"\times", "≈": r"\approx", "∑": r"\sum", "∏": r"\prod",
-    "⟨": r"\langle", "⟩": r"\rangle", "∇": r"\nabla", "∀": r"\forall", "∃": r"\exists", "±": r"\pm",
-    "∝": r"\propto", "≡": r"\equiv", "⊤": r"\top", "∘": r"\circ", "⋆": r"\star", "★": r"\star",
-    "ℝ": r"\mathbb{R}", "𝔼": r"\mathbb{E}", "½": r"\tfrac12", "−": "-",
-}
-SUPERSCRIPTS = {"ᵀ": r"\top", "⁻": "-", "¹": "1", "²": "2", "³": "3", "⁴": "4", "⁵": "5", "⁶": "6", "⁷": "7",
-                "⁸": "8", "⁹": "9", "⁰": "0", "⁺": "+", "ⁿ": "n", "ᵢ": None}
-SUBSCRIPTS = {"₀": "0", "₁": "1", "₂": "2", "₃": "3", "₄": "4", "₅": "5", "₆": "6", "₇": "7", "₈": "8", "₉": "9",
-              "ᵢ": "i", "ⱼ": "j", "ₖ": "k", "ₜ": "t", "ₓ": "x", "ₙ": "n", "ₘ": "m", "ₐ": "a", "ₑ": "e", "₋": "-",
-              "₊": "+"}
-del SUPERSCRIPTS["ᵢ"]
-COMBINING = {"\u0303": r"\tilde", "\u0302": r"\hat", "\u0304": r"\bar", "\u0307": r"\dot"}  # ℓ̃ = ℓ + U+0303
-TEXT_ESCAPES = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "…": r"\dots{}", "–": "--", "—": "---", "§": r"\S{}",
-    "“": "``", "”": "''", "‘": "`", "’": "'", "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
-    "\u00a0": "~",
-}
-
-
-def _unicode_math_runs(text: str) -> list[tuple[str, str]]:
-    """Split into ("text", s) and ("math", latex) runs; Unicode math becomes LaTeX math."""
-    runs: list[tuple[str, str]] = []
-
-    def add(kind, s):
-        if runs and runs[-1][0] == kind:
-            runs[-1] = (kind, runs[-1][1] + s)
-        else:
-            runs.append((kind, s))
-
-    k = 0
-    while k < len(text):
-        ch = text[k]
-        if ch in SUPERSCRIPTS or ch in SUBSCRIPTS:
-            table, mark = (SUPERSCRIPTS, "^") if ch in SUPERSCRIPTS else (SUBSCRIPTS, "_")
-            j = k
-            while j < len(text) and text[j] in table:
-                j += 1
-            body = "".join(table[c] for c in text[k:j])
-            add("math", f"{mark}{{{body}}}")
-            k = j
-        elif ch in UNICODE_MATH:
-            accent = COMBINING.get(text[k + 1]) if k + 1 < len(text) else None
-            symbol = UNICODE_MATH[ch]
-            if ch == "Σ" and k + 1 < len(text) and text[k + 1] in SUBSCRIPTS:  # Σᵢ is a sum, not a covariance
-                symbol = r"\sum"
-            if accent:
-                add("math", f"{accent}{{{symbol}}}")
-                k += 2
-            else:
-                add("math", symbol + (" " if symbol[-1].isalpha() else ""))
-                k += 1
-        elif ch in COMBINING and runs:
-            k += 1  # an accent on a plain letter: dropped (rare)
-        else:
-            add("text", ch)
-            k += 1
-    return runs
-
-
-def latex_escape(text: str) -> str:
-    """Plain text (with Unicode math) → LaTeX text mode; Unicode math goes into ``$…$``."""
-    text = text.replace("->", "→").replace("<=", "≤").replace(">=", "≥")
-    out = []
-    for kind, s in _unicode_math_runs(text):
-        if kind == "math":
-            out.append(f"${s.strip()}$")
-        else:
-            out.append("".join(TEXT_ESCAPES.get(ch, ch) for ch in s))
-    return "".join(out)
-
-
-_SCRIPTED = re.compile(r"[^\s_^][_^](?:\{|[A-Za-z0-9])")  # u_{-1}, W^PV, x_t, e_{d+1}
-_FUNCTIONS = {"tr", "diag", "vec", "det", "exp", "log", "rank"}
-_NOT_MATH = set("\\$&%#\"`")
-
-
-def _is_math_word(word: str) -> bool:
-    """A whitespace-free chunk that reads as a formula: it carries scripts or Unicode math, and no real word."""
-    if not word or any(c in _NOT_MATH for c in word):
-        return False
-    if word.strip("(),.;:") in _GREEK_WORDS:
-        return True
-    if not (_SCRIPTED.search(word) or any(c in UNICODE_MATH or c in SUPERSCRIPTS or c in SUBSCRIPTS for c in word)):
-        return False
-    runs = re.findall(r"[A-Za-z]+", word)
-    return all(len(run) <= 3 or run in _FUNCTIONS or run in _GREEK_WORDS for run in runs)
-
-
-def _word_math(word: str) -> str | None:
-    """``$…$`` for one math word (trailing punctuation stays text), or None when it is not safe as math."""
-    stripped = word.rstrip(".,;:")
-    trailing = word[len(stripped):]
-    if not stripped or stripped.count("{") != stripped.count("}"):
-        return None
-    parts, k = [], 0
-    while k < len(stripped):
-        ch = stripped[k]
-        if ch in "_^":
-            k += 1
-            if k < len(stripped) and stripped[k] == "{":
-                depth, j = 0, k
-                while j < len(stripped):
-                    depth += (stripped[j] == "{") - (stripped[j] == "}")
-                    if depth == 0:
-                        break
-                    j += 1
-                body, k = stripped[k + 1:j], j + 1
-            else:
-                j = k
-                while j < len(stripped) and stripped[j].isascii() and stripped[j].isalnum():
-                    j += 1
-                body, k = stripped[k:j], j
-            if not body:
-                return None
-            body = "\\top" if (ch == "^" and body == "T") else _inner_math(body)
-            parts.append(f"{ch}{{{body}}}")
-        else:
-            j = k
-            while j < len(stripped) and stripped[j] not in "_^":
-                j += 1
-            parts.append(_inner_math(stripped[k:j]))
-            k = j
-    math = "".join(parts).strip()
-    # two scripts of one kind on one base is a TeX error: leave such a word as text
-    if re.search(r"\^\{[^{}]*\}\s*\^|_\{[^{}]*\}\s*_|[_^]\s*$", math):
-        return None
-    return f"${math}$" + latex_escape(trailing)
-
-
-def _inner_math(s: str) -> str:
-    s = s.replace("(+)", "⊕").replace("->", "→").replace("<=", "≤").replace(">=", "≥")
-    out = []
-    for kind, run in _unicode_math_runs(s):
-        if kind == "math":
-            out.append(run)
-            continue
-        run = re.sub(r"(?<![A-Za-z])(" + "|".join(sorted(_FUNCTIONS)) + r")(?=[(\[])", r"\\operatorname{\1}", run)
-        run = re.sub(r"(?<![A-Za-z])(" + "|".join(_GREEK_WORDS) + r")(?![A-Za-z])", r"\\\1 ", run)
-        out.append("".join({"%": r"\%", "#": r"\#", "&": r"\&", "~": r"\sim ", "|": r"\vert ", "<": "<",
-                            ">": ">"}.get(c, c) for c in run))
-    return "".join(out)
-
-
-_JOINER_CHARS = re.compile(r"[A-Za-z0-9()\[\].,;:+\-/*=<>~−]+")  # x, A, N(0, U11, =, +, vec(U)
-_GREEK_WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "lambda", "mu", "sigma", "tau", "theta", "rho", "Gamma",
-                "Delta", "Theta", "Lambda", "Sigma", "Phi", "Psi", "Omega")
-
-
-def _is_joiner(word: str) -> bool:
-    """A single letter, number, operator or short formula (``N(0,``, ``E[x``, ``vec(U)``) that may sit in a formula."""
-    if not word or not _JOINER_CHARS.fullmatch(word) or word.strip("(") == "a":
-        return False
-    runs = [r for r in re.findall(r"[A-Za-z]+", word) if r not in _FUNCTIONS and r not in _GREEK_WORDS]
-    return all(len(r) == 1 for r in runs) and len(runs) <= 2
-
-
-def text_latex(text: str) -> str:
-    """Registry plain text → LaTeX text mode; formulas (``u_{-1}``, ``W^PV``, ``E[x xᵀ A x xᵀ]``) set as math.
-
-    A formula is a run of words each of which is formula-like (scripts or Unicode math, no real word) or
-    a single letter / number / operator next to one; anything that would not be safe TeX stays text.
-    """
-    words = re.split(r"(\s+)", text)
-    kinds = []  # "math", "join" or "text" for the non-space items (even indices)
-    for k in range(0, len(words), 2):
-        w = words[k]
-        kinds.append("math" if _is_math_word(w) else
-                     "join" if _is_joiner(w) else "text")
-    out, k = [], 0
-    n = len(kinds)
-    while k < n:
-        if kinds[k] == "text":
-            out.append(latex_escape(words[2 * k]))
-            if 2 * k + 1 < len(words):
-                out.append(latex_escape(words[2 * k + 1]))
-            k += 1
-            continue
-        j = k
-        while j < n and kinds[j] != "text":
-            j += 1
-            if words[2 * (j - 1)][-1:] in (":", ";"):  # a clause ends the formula
-                break
-        span = list(range(k, j))
-        math = None
-        if any(kinds[m] == "math" for m in span):
-            math = _word_math(" ".join(words[2 * m] for m in span))
-        if math is not None:
-            out.append(math)
-        else:
-            for m in span:
-                w = words[2 * m]
-                out.append((_word_math(w) if kinds[m] == "math" else None) or latex_escape(w))
-                if m < j - 1:
-                    out.append(latex_escape(words[2 * m + 1]))
-        if 2 * (j - 1) + 1 < len(words):
-            out.append(latex_escape(words[2 * (j - 1) + 1]))
-        k = j
-    return "".join(out)
-
-
-# ---------------------------------------------------------------- breaking long formulas
-
-UPRIGHT_WIDE = {"Lambda", "Gamma", "Sigma", "Theta", "Delta", "Phi", "Psi", "Omega", "Pi", "Xi", "mathbb", "otimes",
-                "oplus", "sum", "prod", "infty"}
-MATH_WIDTH = 68.0  # usable width of a displayed row in units of visible_width (≈ 6 pt; text width ≈ 500 pt)
-_ZERO = {"left", "right", "big", "Big", "bigg", "Bigg", "displaystyle", "textstyle", "limits", "nolimits", "!"}
-_SPACES = {",": 0.3, ":": 0.4, ";": 0.5, " ": 0.5, "quad": 2.0, "qquad": 4.0}
-_WIDE = {"operatorname": None, "mathrm": None, "text": None, "mathbb": None, "mathcal": None}
-
-
-def _group(s: str, k: int) -> tuple[str, int]:
-    """The argument starting at s[k] (a {group} or one token) and the index after it."""
-    while k < len(s) and s[k] == " ":
-        k += 1
-    if k >= len(s):
-        return "", k
-    if s[k] == "{":
-        depth = 0
-        for j in range(k, len(s)):
-            depth += (s[j] == "{") - (s[j] == "}")
-            if depth == 0:
-                return s[k + 1:j], j + 1
-        return s[k + 1:], len(s)
-    if s[k] == "\\":
-        match = re.match(r"\\([A-Za-z]+|.)", s[k:])
-        return match.group(0), k + match.end()
-    return s[k], k + 1
-
-
-def visible_width(latex: str) -> float:
-    """A rough width of typeset math, in letters: enough to decide where a long sum breaks."""
-    width, k = 0.0, 0
-    while k < len(latex):
-        ch = latex[k]
-        if ch == "\\":
-            match = re.match(r"\\([A-Za-z]+|.)", latex[k:])
-            name, k = match.group(1), k + match.end()
-            if name in _ZERO:
-                if name in ("left", "right") and k < len(latex):
-                    token, k2 = _group(latex, k)
-                    width += 0 if token == "." else 0.5
-                    k = k2
-                continue
-            if name in _SPACES:
-                width += _SPACES[name]
-            elif name in ("frac", "tfrac", "dfrac"):
-                num, k = _group(latex, k)
-                den, k = _group(latex, k)
-                width += max(visible_width(num), visible_width(den)) * (0.75 if name == "tfrac" else 1.0) + 0.4
-            elif name == "sqrt":
-                if k < len(latex) and latex[k] == "[":
-                    k = latex.index("]", k) + 1
-                body, k = _group(latex, k)
-                width += visible_width(body) + 1.2
-            elif name in _WIDE:
-                body, k = _group(latex, k)
-                width += len(re.sub(r"\\[A-Za-z]+|[{}\\]", "x", body)) * (0.8 if name == "text" else 1.0)
-            elif name in ("hat", "tilde", "bar", "dot", "ddot", "vec", "mathbf", "boldsymbol"):
-                continue
-            elif name == "begin":
-                env, k = _group(latex, k)
-                end = latex.find(f"\\end{{{env}}}", k)
-                end = len(latex) if end == -1 else end
-                width += _matrix_width(latex[k:end])
-                k = end + len(f"\\end{{{env}}}")
-            elif name in UPRIGHT_WIDE:
-                width += 1.35
-            elif name in ("lim", "min", "max", "log", "exp", "det", "sup", "inf", "ln", "cdots", "ldots", "dots"):
-                width += 2.5
-            else:
-                width += 1.0
-        elif ch in "^_":
-            body, k = _group(latex, k + 1)
-            width += 0.7 * visible_width(body)
-        elif ch in "{} ":
-            k += 1
-        elif ch in "+-=<>":
-            width += 1.8 if ch != "-" or latex[:k].strip() else 1.0
-            k += 1
-        elif ch == "&":
-            width += 1.0
-            k += 1
-        else:
-            width += (1.3 if ch.isupper() else 0.85 if ch.isdigit() else 1.0) if ch.isalnum() else \
-                0.75 if ch in "()[]|" else 0.5
-            k += 1
-    return width
-
-
-def _split_top(text: str, sep: str) -> list[str]:
-    """``text`` split at ``sep`` outside braces."""
-    parts, depth, start, k = [], 0, 0, 0
-    while k < len(text):
-        if text[k] == "\\" and not text.startswith(sep, k):
-            k += 2
-            continue
-        if text[k] == "{":
-            depth += 1
-        elif text[k] == "}":
-            depth -= 1
-        elif depth == 0 and text.startswith(sep, k):
-            parts.append(text[start:k])
-            k += len(sep)
-            start = k
-            continue
-        k += 1
-    parts.append(text[start:])
-    return parts
-
-
-def _matrix_width(body: str) -> float:
-    """Width of a matrix body ``a & b \\\\ c & d``: the widest cell of each column, plus the gaps."""
-    rows = [[visible_width(cell) for cell in _split_top(row, "&")] for row in _split_top(body, "\\\\")]
-    columns = max((len(r) for r in rows), default=0)
-    widest = [max((r[j] for r in rows if j < len(r)), default=0.0) for j in range(columns)]
-    return sum(widest) + 2.0 * max(columns - 1, 0) + 1.0
-
-
-def split_sum(latex: str) -> list[str]:
-    """Split printed math at its top-level `` + ``/`` - ``; each piece keeps its sign ("+ a", "- b")."""
-    pieces, depth, start, k = [], 0, 0, 0
-    while k < len(latex):
-        if latex.startswith("\\left", k) or latex.startswith("\\right", k):
-            k += 5 if latex.startswith("\\left", k) else 6
-            continue  # the bracket that follows is counted below
-        ch = latex[k]
-        if ch == "\\":  # an escaped character (\{, \|) or a command: skip it whole
-            k += 2
-            continue
-        if ch in "{([":
-            depth += 1
-        elif ch in "})]":
-            depth -= 1
-        elif depth == 0 and ch in "+-" and latex[k - 1:k] == " " and latex[k + 1:k + 2] == " " and latex[:k].strip():
-            pieces.append(latex[start:k].strip())
-            start = k
-        k += 1
-    pieces.append(latex[start:].strip())
-    return [" ".join(p.split()) for p in pieces if p]
-
-
-def math_rows(latex: str, width: float) -> list[str]:
-    """``latex`` as rows no wider than ``width`` (where a top-level sum allows): rows 2… start with a sign."""
-    if visible_width(latex) <= width:
-        return [latex]
-    rows, row = [], ""
-    for piece in split_sum(latex):
-        if row and visible_width(row + " " + piece) > width:
-            rows.append(row)
-            row = ""
-        row = f"{row} {piece}" if row else piece
-    rows.append(row)
-    return rows
-
-
-def _step_rows(step: Step, names: dict, column: float, stacked: bool) -> list[str]:
-    """Rows of one step; ``column`` is the width of the align's left column (the widest unstacked lhs)."""
-    body = to_latex(step.math, names)
-    if stacked:  # lhs on its own row, the value indented below it
-        rows = math_rows(body, MATH_WIDTH - column - 6)
-        out = [f"  & {step.lhs}", f"  & \\qquad = {rows[0]}"]
-        out += [f"  & \\qquad \\quad {row}" for row in rows[1:]]
-        return out
-    rows = math_rows(body, MATH_WIDTH - column - 3)
-    out = [f"  {step.lhs} &= {rows[0]}"]
-    out += [f"  & \\quad {row}" for row in rows[1:]]
-    return out
-
-
-def derivation_align(result: Result, numbered: bool = True) -> str:
-    """The derivation as one ``align*``, each step's justification before its formula.
-
-    The first justification is the paragraph that opens the display; the others are ``\\intertext``.
-    A step whose left-hand side is wide and whose formula does not fit beside it is stacked: the
-    left-hand side on its own row, the value below it.
-    """
-    names = _names(result)
-    steps = result.derivation.steps
-    widths = [(visible_width(s.lhs), visible_width(to_latex(s.math, names))) for s in steps]
-    stacked = [lhs > 0.4 * MATH_WIDTH and lhs + rhs + 2 > MATH_WIDTH for lhs, rhs in widths]
-    column = max((lhs for (lhs, _), st in zip(widths, stacked) if not st), default=0.0)
-    lines = []
-    for k, step in enumerate(steps, 1):
-        label = f"({k})~" if numbered and len(steps) > 1 else ""
-        because = f"{label}{text_latex(step.because)}:"
-        if k == 1:
-            lines += [because, "\\begin{align*}"]
-        else:
-            lines.append(f"  \\intertext{{{because}}}")
-        rows = _step_rows(step, names, column, stacked[k - 1])
-        lines.append(" \\\\\n".join(rows) + (" \\\\" if k < len(steps) else ""))
-    lines.append("\\end{align*}")
+    lines = [f"{head}{result.id}: {prose(result.title)}"]
+    for equation in result.equations:
+        lhs, rhs = equation_sides(result, equation)
+        lines.append(f"  {expr_text(lhs)} =\n        {wrap_sum(expr_text(rhs))}")
+    if result.where:
+        lines.append("  where " + "; ".join(f"{name} = {text}" for name, text in result.where))
+    for label, items in (("assumptions", context_assumptions(result) + list(result.assumptions)),
+                         ("remarks", list(result.remarks))):
+        if items:
+            lines.append(f"  {label}:")
+            lines += [_fill(prose(item), "    - ") for item in items]
+    if result.sources:
+        lines.append("  sources: " + "; ".join(_source_text(s, "text") for s in result.sources))
+    if derivation:
+        lines.append("  derivation:")
+        for k, step in enumerate(result.derivation.steps, 1):
+            lines.append(f"  ({k}) {step.lhs} =\n        {_math_text(step.math)}\n      because: "
+                         f"{prose(step.because)}")
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- LaTeX
 
+def _equation_latex(result: Result, equation: Equation, names: dict) -> list[str]:
+    lhs, rhs = equation_sides(result, equation)
+    left = expr_latex(lhs, names)
+    rows = _display_rows(rhs, names, ROW_WIDTH - min(display_width(left), 30))
+    out = [f"  {left} &= {rows[0]}"]
+    out += [f"  &\\quad {row}" for row in rows[1:]]
+    return out
+
+
+def _align(blocks: list[list[str]]) -> str:
+    rows = [row for block in blocks for row in block]
+    return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"
+
+
+def derivation_latex(result: Result) -> str:
+    """The derivation: each justification, then its formula in one ``align*`` (steps aligned at ``=``)."""
+    names = _names(result)
+    lines = []
+    for k, step in enumerate(result.derivation.steps, 1):
+        because = f"({k})~{prose(step.because, 'latex', names)}:"
+        lines.append(because if k == 1 else f"  \\intertext{{{because}}}")
+        if k == 1:
+            lines.append("\\begin{align*}")
+        lhs = expr_latex(g.parse(step.lhs), names)
+        rows = _math_latex(step.math, names)
+        body = [f"  {lhs} &= {rows[0]}"] + [f"  &\\quad {row}" for row in rows[1:]]
+        lines.append(" \\\\\n".join(body) + (" \\\\" if k < len(result.derivation.steps) else ""))
+    lines.append("\\end{align*}")
+    return "\n".join(lines)
+
+
 def result_latex(result: Result, level: str = "subsection") -> str:
-    """A LaTeX fragment: title, statement, source, assumptions, and the steps as an ``align*``."""
-    lines = [f"\\{level}{{{text_latex(result.title)}}}", f"\\label{{res:{result.id}}}",
-             f"\\textbf{{Result}} \\texttt{{{latex_escape(result.id)}}}. {text_latex(result.statement)}", ""]
-    if result.source:
-        lines += [f"\\emph{{Source:}} {text_latex(result.source)}", ""]
-    if result.assumptions:
-        lines.append("\\emph{Assumptions:}")
-        lines.append("\\begin{itemize}\\setlength{\\itemsep}{0pt}\\setlength{\\parskip}{0pt}")
-        lines += [f"  \\item {text_latex(a)}" for a in result.assumptions]
-        lines.append("\\end{itemize}")
-        lines.append("")
-    lines.append("\\emph{Derivation} (each formula computed by the engine).")
-    lines.append(derivation_align(result))
+    """A LaTeX fragment: title, statement, definitions, assumptions, remarks, sources, derivation."""
+    names = _names(result)
+    lines = [f"\\{level}{{{prose(result.title, 'latex', names)}}}", f"\\label{{res:{result.id}}}",
+             f"\\textbf{{Result}} \\texttt{{{prose(result.id, 'latex')}}}.", "",
+             _align([_equation_latex(result, e, names) for e in result.equations])]
+    if result.where:
+        definitions = ",\\quad ".join(f"{expr_latex(g.Name(n), names)} = {expr_latex(g.parse(t), names)}"
+                                      for n, t in result.where)
+        lines += [f"where ${definitions}$.", ""]
+    for label, items in (("Assumptions", context_assumptions(result) + list(result.assumptions)),
+                         ("Remarks", list(result.remarks))):
+        if items:
+            lines.append(f"\\emph{{{label}.}}")
+            lines.append("\\begin{itemize}\\setlength{\\itemsep}{0pt}\\setlength{\\parskip}{0pt}")
+            lines += [f"  \\item {prose(item, 'latex', names)}" for item in items]
+            lines.append("\\end{itemize}")
+    if result.sources:
+        lines += ["\\emph{Sources.} " + "; ".join(_source_text(s, "latex") for s in result.sources) + ".", ""]
+    lines += ["\\emph{Derivation} (every formula computed by the engine).", derivation_latex(result)]
     return "\n".join(lines) + "\n"
 
 
 PREAMBLE = r"""\documentclass{article}
 \usepackage[margin=2cm]{geometry}
 \usepackage[T1]{fontenc}
+\usepackage[utf8]{inputenc}
 \usepackage{amsmath,amssymb}
+\usepackage{url}
 \allowdisplaybreaks
 \setcounter{MaxMatrixCols}{20}
 \setlength{\parindent}{0pt}
@@ -520,61 +293,105 @@ PREAMBLE = r"""\documentclass{article}
 """
 
 
+def bibliography_latex(references) -> str:
+    """One ``thebibliography`` for the distinct references, in the order first cited."""
+    seen, lines = set(), ["\\begin{thebibliography}{99}"]
+    for reference in references:
+        if reference.key in seen:
+            continue
+        seen.add(reference.key)
+        text = prose(f"{reference.authors}. {reference.title}. {reference.venue}, {reference.year}.", "latex")
+        if reference.arxiv:
+            text += f" arXiv:{reference.arxiv}."
+        if reference.url:
+            text += f" \\url{{{reference.url}}}"
+        lines.append(f"\\bibitem{{{reference.key}}} {text}")
+    lines.append("\\end{thebibliography}")
+    return "\n".join(lines)
+
+
 def latex_document(results, title: str, groups: dict | None = None) -> str:
-    """A standalone document; ``groups`` maps a section title to the results under it."""
-    parts = [PREAMBLE, f"\\title{{{text_latex(title)}}}", "\\date{}", "\\begin{document}", "\\maketitle",
+    """A standalone document; ``groups`` maps a section title to the results under it; one bibliography."""
+    parts = [PREAMBLE, f"\\title{{{prose(title, 'latex')}}}", "\\date{}", "\\begin{document}", "\\maketitle",
              "\\tableofcontents", ""]
     groups = groups or {title: list(results)}
+    cited = []
     for section, members in groups.items():
-        parts.append(f"\\section{{{text_latex(section)}}}")
-        parts += [result_latex(r) for r in members]
+        parts.append(f"\\section{{{prose(section, 'latex')}}}")
+        for result in members:
+            parts.append(result_latex(result))
+            cited += sources_of(result)
+    parts.append(bibliography_latex(cited))
     parts.append("\\end{document}")
     return "\n".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------- Markdown
 
-_MARKDOWN_SPECIAL = set("\\`*_[]<>|#~$")
-
-
-def markdown_escape(text: str) -> str:
-    """Plain text → Markdown text (also safe inside a table cell)."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in " ".join(text.split()))
-
-
-def step_markdown(step: Step, names: dict) -> str:
-    """The step as display math (an ``aligned`` block when the sum is long), then its justification.
-
-    The math goes in a fenced ``math`` block, GitHub's form of display math that Markdown leaves alone:
-    inside ``$$ … $$`` GitHub's Markdown pass eats backslash escapes first (``\\\\`` row breaks, ``\\|``
-    norms, ``\\,`` spaces), which breaks formulas such as the excess loss.
-    """
-    body = to_latex(step.math, names)
-    rows = math_rows(body, MATH_WIDTH - min(visible_width(step.lhs), 30.0) - 3)
-    if len(rows) == 1:
-        math = f"{step.lhs} = {body}"
-    else:
-        math = "\\begin{aligned}\n" + f"{step.lhs} &= {rows[0]} \\\\\n"
-        math += " \\\\\n".join(f"&\\quad {row}" for row in rows[1:]) + "\n\\end{aligned}"
-    return f"```math\n{math}\n```\n\n{markdown_escape(step.because)}.\n"
+def _math_block(rows_latex: list[str], lhs_latex: str) -> str:
+    """A fenced ``math`` block (GitHub's display math; Markdown leaves its backslashes alone)."""
+    if len(rows_latex) == 1:
+        return f"```math\n{lhs_latex} = {rows_latex[0]}\n```"
+    body = f"{lhs_latex} &= {rows_latex[0]} \\\\\n" + " \\\\\n".join(f"&\\quad {row}" for row in rows_latex[1:])
+    return f"```math\n\\begin{{aligned}}\n{body}\n\\end{{aligned}}\n```"
 
 
 def result_markdown(result: Result) -> str:
-    """The result in Markdown with display math as GitHub renders it (fenced ``math`` blocks)."""
+    """The result in GitHub Markdown: display math in fenced ``math`` blocks, inline math as ``$`…`$``."""
     names = _names(result)
     lines = [f"<!-- Generated by {GENERATED_BY} from {result.module or 'the registry'}; do not edit. -->", "",
-             f"# {markdown_escape(result.title)}", "", f"**Result** `{result.id}`. {markdown_escape(result.statement)}",
-             ""]
-    if result.source:
-        lines += [f"*Source:* {markdown_escape(result.source)}", ""]
-    if result.assumptions:
-        lines.append("*Assumptions:*")
+             f"# {prose(result.title, 'markdown', names)}", "", f"**Result** `{result.id}`.", ""]
+    for equation in result.equations:
+        lhs, rhs = equation_sides(result, equation)
+        lines += [_math_block(_display_rows(rhs, names, ROW_WIDTH - 15), expr_latex(lhs, names)), ""]
+    if result.where:
+        lines += ["where " + ", ".join(prose(f"`{n} = {t}`", "markdown", names) for n, t in result.where) + ".", ""]
+    for label, items in (("Assumptions", context_assumptions(result) + list(result.assumptions)),
+                         ("Remarks", list(result.remarks))):
+        if items:
+            lines += [f"*{label}.*", ""] + [f"- {prose(item, 'markdown', names)}" for item in items] + [""]
+    if result.sources:
+        lines += ["*Sources.*", ""]
+        for source in result.sources:
+            ref = source.reference
+            where = f" ({source.where})" if source.where else ""
+            link = f" <{ref.url}>" if ref.url else ""
+            arxiv = f" arXiv:{ref.arxiv}." if ref.arxiv else ""
+            lines.append(f"- {prose(f'{ref.authors}. {ref.title}. {ref.venue}, {ref.year}.', 'markdown')}"
+                         f"{arxiv}{link}{where}")
         lines.append("")
-        lines += [f"- {markdown_escape(a)}" for a in result.assumptions]
-        lines.append("")
-    lines += ["## Derivation", "", "Each formula is computed by the engine; the line under it says why it holds.", ""]
+    lines += ["## Derivation", "", "Every formula is computed by the engine; the line under it says why it holds.", ""]
     for k, step in enumerate(result.derivation.steps, 1):
-        lines.append(f"**Step {k}.**")
-        lines.append("")
-        lines.append(step_markdown(step, names))
+        lhs = expr_latex(g.parse(step.lhs), names)
+        lines += [f"**Step {k}.**", "", _math_block(_math_latex(step.math, names), lhs), "",
+                  prose(step.because, "markdown", names) + ".", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------- JSON
+
+def _step_json(step: Step, names: dict) -> dict:
+    tree = _tree(step.math)
+    return {"lhs": step.lhs, "math": expr_text(tree) if tree is not None else to_text(step.math),
+            "latex": to_latex(step.math, names) if tree is None else expr_latex(tree, names),
+            "because": prose(step.because)}
+
+
+def result_json(result: Result, derivation: bool = False) -> dict:
+    names = _names(result)
+    equations = []
+    for equation in result.equations:
+        lhs, rhs = equation_sides(result, equation)
+        equations.append({"lhs": expr_text(lhs), "rhs": expr_text(rhs),
+                          "latex": f"{expr_latex(lhs, names)} = {expr_latex(rhs, names)}",
+                          **({"value": equation.value} if equation.value else {})})
+    out = {"id": result.id, "title": prose(result.title), "module": result.module, "equations": equations,
+           "where": {name: text for name, text in result.where},
+           "assumptions": [prose(a) for a in context_assumptions(result) + list(result.assumptions)],
+           "remarks": [prose(r) for r in result.remarks],
+           "sources": [{"reference": s.reference.text(), "key": s.reference.key, "where": s.where}
+                       for s in result.sources],
+           "declarations": result.context.describe()}
+    if derivation:
+        out["derivation"] = [_step_json(step, names) for step in result.derivation.steps]
+    return out

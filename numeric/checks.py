@@ -59,7 +59,10 @@ class DeterministicCheck:
 
 
 def check_modules() -> list[str]:
+    """Modules declaring ``CHECKS``: the ``numeric`` package's, then the user's results modules and their
+    ``<module>_checks`` siblings (a user module may keep its torch code apart from its derivations)."""
     import numeric
+    from derive.registry import user_modules
 
     names = []
     for info in pkgutil.iter_modules(numeric.__path__):
@@ -68,7 +71,18 @@ def check_modules() -> list[str]:
         module = importlib.import_module(f"numeric.{info.name}")
         if hasattr(module, "CHECKS"):
             names.append(module.__name__)
-    return sorted(names)
+    names.sort()
+    for name in user_modules():
+        for candidate in (name, f"{name}_checks"):
+            try:
+                module = importlib.import_module(candidate)
+            except ModuleNotFoundError as error:
+                if error.name != candidate:
+                    raise
+                continue
+            if hasattr(module, "CHECKS") and candidate not in names:
+                names.append(candidate)
+    return names
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,6 @@ import types
 from pathlib import Path
 
 import pytest
-import sympy
 
 from derive import export, registry
 from derive.cli import run
@@ -22,23 +21,30 @@ needs_pdflatex = pytest.mark.skipif(
     PDFLATEX is None, reason="pdflatex is not installed (apt-get install texlive-latex-base "
                              "texlive-latex-recommended; .ci/run does this)")
 
-NASTY = "100% & #1_x ^ {b} ~ $5 \\ x_q₁ a^b^c W^PV u_{-1} ΛAΛ ℓ̃ ≠ → |z| <a> “q” — Σᵢ xᵢxᵢᵀ E[x xᵀ] (+) 2 -> 3"
+NASTY = ("100% & #1_x ^ {b} ~ $5 \\ <a> |z| “q” — café, with `E(x @ x.T @ A @ x) = tr(A @ Lambda)` "
+         "and `N >= 1`, i.e. `x[i]`")
 
 
 def fake_module() -> types.ModuleType:
     """A module declaring one result, as a new derive module would (never imported from disk)."""
+    from derive.engine.pipeline import declare
+    from derive.engine.polynomial import Polynomial
+    from derive.references import Reference
+    from derive.registry import Equation, Source
+
     module = types.ModuleType("derive._fake_export_results", "Fake results for the export test.\n\nMore text.\n")
-    x = sympy.Symbol("x")
-    long_sum = sum(sympy.Symbol(f"a{k}") * x ** k for k in range(40))
-    module.LATEX_NAMES = {"x": "x_{q}"}
+    context = declare(gaussians={"x": "Lambda"}, scalars=["c"], latex_names={"x": "x_{q}"})
+    long_sum = Polynomial.of(" + ".join(f"{k + 1} * c**{k} * tr(A**{k % 5 + 1})" for k in range(40)), context)
+    reference = Reference("fake2026", "A. Author and B. Author", "A fake source: " + NASTY.split("`")[0], "Nowhere",
+                          2026, url="https://example.org/a_b~c%d")
     module.RESULTS = [Result(
         id="fake.added_result", title="A result added later: " + NASTY,
-        statement="The fake statement " + NASTY,
+        equations=(Equation("E(x.T @ A @ x)", "tr(A @ Lambda)"), Equation("long", value="long")),
         derive=lambda: Derivation(steps=(
-            Step(r"f(x)", long_sum, "a long sum " + NASTY, text_lhs="f(x)"),
-            Step(r"\text{a very long left-hand side } g(x) + h(x) + k(x) + \ell(x) + m(x)", long_sum, "again"),
-        )),
-        source="nowhere " + NASTY, assumptions=(NASTY, "x_t^T y = 0"))]
+            Step("long", long_sum, "a long sum " + NASTY),
+            Step("E(x.T @ A @ x) + at(grad(long, A), c=2) - long", long_sum, "again"),
+        ), values={"long": long_sum}, context=context, definitions={"long": long_sum}),
+        sources=(Source(reference, "§1"),), assumptions=(NASTY, "`x[i].T @ x[i] >= 0`"))]
     for result in module.RESULTS:
         object.__setattr__(result, "module", module.__name__)
     return module
@@ -127,11 +133,11 @@ def test_export_takes_results_as_a_parameter(monkeypatch):
     monkeypatch.setitem(sys.modules, module.__name__, module)
     files = export.render(module.RESULTS)
     assert sorted(files) == ["derivations.tex", "fake.added_result.md", "fake.added_result.tex"]
-    rows = files["fake.added_result.tex"].count("& \\quad")
-    assert rows >= 3, "a 40-term sum must be broken over several rows"
-    assert "x_{q}" in files["fake.added_result.tex"]  # the module's LATEX_NAMES
+    rows = files["fake.added_result.tex"].count("&\\quad")
+    assert rows >= 6, "a 40-term sum must be broken over several rows"
+    assert "x_{q}" in files["fake.added_result.tex"]  # the context's latex names
     md = files["fake.added_result.md"]
-    assert "\\begin{aligned}" in md and md.count("```math\n") == 2
+    assert "\\begin{aligned}" in md and md.count("```math\n") == 4  # two equations, two steps
 
 
 def test_stale_generated_files_are_removed_others_kept(tmp_path):
@@ -219,3 +225,31 @@ def test_export_elsewhere_leaves_the_readme_alone(tmp_path):
     assert export.main(["--out", str(tmp_path / "out"), "--no-compile"]) == 0
     assert export.DEFAULT_README.read_bytes() == readme
     assert (tmp_path / "out" / "derivations.tex").exists()
+
+
+def test_prose_with_math_outside_the_grammar_is_refused():
+    """Greek or operators outside backticks would need a translator: they are an error, with one line."""
+    from derive.engine.printing import prose
+
+    with pytest.raises(ValueError, match="backticks") as info:
+        prose("for Λ ≥ 0", "latex")
+    assert "\n" not in str(info.value)
+
+
+@needs_pdflatex
+def test_pdf_text_has_a_bibliography_and_no_internal_labels(tmp_path):
+    """The compiled document names its sources by reference, each once in the bibliography, never as a seed."""
+    import re
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext is not installed (apt-get install poppler-utils)")
+    pdf = tmp_path / "derivations.pdf"
+    export.compile_pdf(export.render(all_results())[export.DOCUMENT], pdf)
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    flat = re.sub(r"-\n|\s+", lambda m: "" if m.group(0).startswith("-") else " ", text)
+    assert "seed" not in flat.lower() and "\\" not in flat
+    assert "References" in flat
+    for result in all_results():
+        for source in result.sources:
+            assert source.reference.title[:30] in flat, source.reference.title
+            assert str(source.reference.year) in flat

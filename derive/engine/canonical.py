@@ -106,10 +106,13 @@ def _canonical_strand(strand, algebra: Algebra):
     """``("chain", strand)`` for a free strand, else ``("factor", atom)`` (``None`` when it is 1)."""
     left, word, right = strand
     if is_loop(strand):
-        word = normalize_loop(word, algebra)
-        if word:
-            return ("factor", _atom((("loop", None), word, ("loop", None))))
-        dim = left[1]  # tr(I) is the dimension of the loop's index
+        normal = normalize_loop(word, algebra)
+        if normal:
+            return ("factor", _atom((("loop", None), normal, ("loop", None))))
+        dim = left[1]  # tr(I) is the dimension of the loop's index ...
+        for l in word:  # ... unless the identity is Uᵀ U, of U's number of columns
+            if algebra.columns(l.name) is not None:
+                dim = algebra.columns(l.name)
         return ("factor", None if dim == 1 else dimension_symbol(dim))
     canonical = _canonical_open((_constant_end(left), word, _constant_end(right)), algebra)
     if canonical[0][0] == "free" or canonical[2][0] == "free":

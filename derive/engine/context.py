@@ -86,11 +86,12 @@ def _frozen(mapping) -> tuple:
 class Context:
     """Declarations plus defined compounds; immutable, hashable, compared by content."""
 
-    __slots__ = ("dims", "counts", "matrices", "vectors", "scalars", "positive", "symmetric", "spd", "commuting",
-                 "families", "compounds", "latex_names", "_key", "_algebra", "_symbols")
+    __slots__ = ("dims", "counts", "matrices", "vectors", "scalars", "positive", "symmetric", "spd", "orthonormal",
+                 "orthogonal", "commuting", "families", "compounds", "latex_names", "_key", "_algebra", "_symbols")
 
     def __init__(self, *, dims=(), counts=(), matrices: Mapping | None = None, vectors: Mapping | None = None,
-                 scalars=(), positive=(), symmetric=(), spd=(), commuting=(), families: Mapping | None = None,
+                 scalars=(), positive=(), symmetric=(), spd=(), orthonormal=(), orthogonal=(), commuting=(),
+                 families: Mapping | None = None,
                  compounds: Mapping | None = None, latex_names: Mapping | None = None):
         set_ = object.__setattr__
         set_(self, "dims", ("d",) + tuple(x for x in dims if x != "d"))
@@ -101,13 +102,16 @@ class Context:
         set_(self, "positive", frozenset(positive))
         set_(self, "spd", frozenset(spd))
         set_(self, "symmetric", frozenset(symmetric) | frozenset(spd))
+        set_(self, "orthonormal", frozenset(orthonormal))
+        set_(self, "orthogonal", frozenset(orthogonal))
         set_(self, "commuting", tuple(tuple(group) for group in commuting))
         set_(self, "families", dict(families or {}))
         set_(self, "compounds", dict(compounds or {}))
         set_(self, "latex_names", dict(latex_names or {}))
         set_(self, "_key", (self.dims, self.counts, _frozen(self.matrices), _frozen(self.vectors),
                             tuple(sorted(self.scalars)), tuple(sorted(self.positive)), tuple(sorted(self.symmetric)),
-                            tuple(sorted(self.spd)), self.commuting,
+                            tuple(sorted(self.spd)), tuple(sorted(self.orthonormal)), tuple(sorted(self.orthogonal)),
+                            self.commuting,
                             tuple((n, f.dim, f.covariance, f.mean_text) for n, f in _frozen(self.families)),
                             tuple((n, c.key) for n, c in _frozen(self.compounds))))
         set_(self, "_algebra", None)
@@ -163,12 +167,17 @@ class Context:
             self.check_dimension(family.dim, f"the dimension of Gaussian {name!r}")
         for name in self.compounds:
             claim(name, "defined matrix")
-        for name in self.symmetric:
-            rows, cols = self.matrices.get(name, ("d", "d"))
-            if rows != cols:
-                raise ExpressionError(f"{name!r} is declared symmetric but has shape {rows}×{cols}")
-            if name in seen and seen[name] != "matrix":
-                raise ExpressionError(f"{name!r} is a {seen[name]}, not a matrix: it cannot be symmetric")
+        for names, what, square in ((self.symmetric, "symmetric", True), (self.orthogonal, "orthogonal", True),
+                                    (self.orthonormal, "orthonormal", False)):
+            for name in names:
+                rows, cols = self.matrices.get(name, ("d", "d"))
+                if square and rows != cols:
+                    raise ExpressionError(f"{name!r} is declared {what} but has shape {rows}×{cols}")
+                if name in seen and seen[name] != "matrix":
+                    raise ExpressionError(f"{name!r} is a {seen[name]}, not a matrix: it cannot be {what}")
+        both = (self.orthonormal | self.orthogonal) & self.symmetric
+        if both:
+            raise ExpressionError(f"{sorted(both)[0]!r} cannot be both symmetric and orthonormal here")
 
     def check_dimension(self, dim, what: str, allow_one: bool = True) -> None:
         if dim == 1 and allow_one:
@@ -226,14 +235,17 @@ class Context:
     def algebra(self) -> Algebra:
         if self._algebra is None:
             pairs = tuple((name, f"group{k}") for k, group in enumerate(self.commuting) for name in group)
-            object.__setattr__(self, "_algebra", Algebra(frozenset(self.symmetric), frozenset(self.spd), pairs))
+            columns = tuple(sorted((name, self.matrix_shape(name)[1]) for name in self.orthonormal))
+            object.__setattr__(self, "_algebra", Algebra(frozenset(self.symmetric), frozenset(self.spd), pairs,
+                                                         columns, frozenset(self.orthogonal)))
         return self._algebra
 
     # ---------------------------------------------------------------- new contexts
     def _fields(self) -> dict:
         return dict(dims=self.dims, counts=self.counts, matrices=self.matrices, vectors=self.vectors,
                     scalars=self.scalars - self.positive, positive=self.positive, symmetric=self.symmetric - self.spd,
-                    spd=self.spd, commuting=self.commuting, families=self.families, compounds=self.compounds,
+                    spd=self.spd, orthonormal=self.orthonormal, orthogonal=self.orthogonal,
+                    commuting=self.commuting, families=self.families, compounds=self.compounds,
                     latex_names=self.latex_names)
 
     def replace(self, **changes) -> "Context":
@@ -278,7 +290,8 @@ class Context:
                        scalars=(self.scalars | other.scalars) - self.positive - other.positive,
                        positive=self.positive | other.positive,
                        symmetric=(self.symmetric | other.symmetric) - self.spd - other.spd,
-                       spd=self.spd | other.spd,
+                       spd=self.spd | other.spd, orthonormal=self.orthonormal | other.orthonormal,
+                       orthogonal=self.orthogonal | other.orthogonal,
                        commuting=self.commuting + tuple(g for g in other.commuting if g not in self.commuting),
                        families={**other.families, **self.families} if families is not None else {},
                        compounds=union(self.compounds, other.compounds, "defined matrice"),
@@ -297,7 +310,8 @@ class Context:
                 "matrices": {n: list(s) for n, s in sorted(self.matrices.items())},
                 "vectors": dict(sorted(self.vectors.items())), "scalars": sorted(self.scalars),
                 "positive": sorted(self.positive), "spd": sorted(self.spd),
-                "symmetric": sorted(self.symmetric - self.spd),
+                "symmetric": sorted(self.symmetric - self.spd), "orthonormal": sorted(self.orthonormal),
+                "orthogonal": sorted(self.orthogonal),
                 "gaussians": {n: {"covariance": f.covariance, **({"mean": f.mean_text} if f.mean_text else {})}
                               for n, f in sorted(self.families.items())},
                 "defined": sorted(self.compounds)}

@@ -19,7 +19,15 @@ import sympy
 from derive.engine.canonical import Contraction
 from derive.engine.strands import is_loop
 
-__all__ = ["evaluate", "evaluate_terms", "infer_sizes", "largest_term"]
+__all__ = ["evaluate", "evaluate_terms", "infer_sizes", "largest_term", "MissingValue"]
+
+
+class MissingValue(KeyError):
+    """No value was given for a symbol (``name``); the message is one line."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
 
 
 def _matrix_power(m: np.ndarray, p: Fraction, name: str) -> np.ndarray:
@@ -44,7 +52,7 @@ class _Evaluator:
         if dim == 1:
             return 1
         if dim not in self.sizes:
-            raise KeyError(f"the size {dim!r} is not known: give it (e.g. {dim}=3) or an array that fixes it")
+            raise MissingValue(dim, f"the size {dim!r} is not known: give it (e.g. {dim}=3) or an array that fixes it")
         return int(self.sizes[dim])
 
     def letter(self, l) -> np.ndarray:
@@ -55,7 +63,7 @@ class _Evaluator:
         name = l.name
         if isinstance(name, str):
             if name not in self.values:
-                raise KeyError(f"no value given for matrix {name!r}")
+                raise MissingValue(name, f"no value given for matrix {name!r}")
             m = np.asarray(self.values[name], dtype=np.float64)
             shape = tuple(self.size(s) for s in self.context.matrix_shape(name))
             if m.shape != shape:
@@ -77,7 +85,7 @@ class _Evaluator:
 
     def vector(self, name: str) -> np.ndarray:
         if name not in self.values:
-            raise KeyError(f"no value given for vector {name!r}")
+            raise MissingValue(name, f"no value given for vector {name!r}")
         v = np.asarray(self.values[name], dtype=np.float64).reshape(-1)
         k = self.size(self.context.vectors.get(name, "d"))
         if v.shape != (k,):
@@ -113,7 +121,7 @@ class _Evaluator:
             elif atom.name in self.values:
                 substitutions[atom] = float(self.values[atom.name])
             else:
-                raise KeyError(f"no value given for scalar {atom.name!r}")
+                raise MissingValue(atom.name, f"no value given for scalar {atom.name!r}")
         value = complex(expr.xreplace(substitutions)) if substitutions else complex(expr)
         if abs(value.imag) > 1e-12 * max(1.0, abs(value.real)):
             raise ValueError(f"{expr} is not real at these values")

@@ -112,23 +112,11 @@ class Expander:
         return Expanded(family.shape if family.dim != 1 else SCALAR, terms)
 
     def _substituted(self, name: str, bound) -> Expanded:
-        value = self.env[name]
         saved, self.env = self.env, {}
         try:
-            result = self.expand(value, bound)
+            return self.expand(saved[name], bound)
         finally:
             self.env = saved
-        if value == g.Number(Fraction(0)):  # a zero of the symbol's own shape
-            return Expanded(self._declared_shape(name), [])
-        return result
-
-    def _declared_shape(self, name: str) -> tuple:
-        kind = self.context.kind(name)
-        if kind in ("scalar", "dimension", "count"):
-            return SCALAR
-        if kind == "vector":
-            return (self.context.vectors[name], 1)
-        return self.context.matrix_shape(name)
 
     def _Number(self, e: g.Number, bound) -> Expanded:
         value = sympy.Rational(e.value.numerator, e.value.denominator)

@@ -5,15 +5,23 @@ Grammar (a subset of Python syntax, checked node by node against an allow-list):
     expr  := expr (+ | - | * | / | @) expr | - expr | expr ** power
            | expr.T | tr(expr) | inv(expr) | sum(i, expr) | sum(i, expr, COUNT)
            | I | I(DIM) | zeros(ROWS, COLS)
+           | E(expr) | grad(expr, NAME) | at(expr, NAME=expr, ...)
            | NAME | NAME[i] | NUMBER | ( expr )
     power := INTEGER | -INTEGER | (p/q)          # |INTEGER| <= MAX_POWER
+    relation := expr (= | != | <= | >= | < | >) expr ...   # equations and inline math
+
 
 ``@`` is the matrix product, ``*`` multiplies by a scalar, ``/`` divides by a
 constant scalar.  ``sum(i, E)`` is the sum of ``E`` over ``i = 1..N`` and
 ``sum(i, E, M)`` over ``i = 1..M`` for a declared count ``M``; ``x[i]`` is the
 ``i``-th draw of the Gaussian family ``x``.  ``I`` is the d×d identity and
 ``I(L)`` the L×L one; ``zeros(R, C)`` is a zero matrix (``R``, ``C`` dimensions
-or ``1``).  What a name means (a matrix of some shape, a vector, a scalar, a
+or ``1``).  Statements use three operators that later passes evaluate:
+``E(X)`` is the expectation of ``X`` over the declared Gaussians,
+``grad(f, X)`` the gradient of the scalar ``f`` with respect to the symbol
+``X``, and ``at(f, X=v, u=w)`` is ``f`` with ``X`` and ``u`` replaced by ``v``
+and ``w``.  :func:`parse_relation` reads ``lhs = rhs`` (and ``!=``, ``<=``,
+``>=``, ``<``, ``>``) chains.  What a name means (a matrix of some shape, a vector, a scalar, a
 dimension, a count, a Gaussian family) is decided by the declarations
 (:mod:`derive.engine.context`), not by the grammar.
 
@@ -47,12 +55,14 @@ from derive.engine.errors import GrammarError
 
 __all__ = [
     "Expr", "Name", "Number", "Indexed", "Add", "Sub", "Mul", "Div", "MatMul", "Neg", "Pow", "Transpose",
-    "Trace", "Inverse", "Sum", "Identity", "Zeros", "parse", "depth", "RESERVED", "FUNCTIONS",
+    "Trace", "Inverse", "Sum", "Identity", "Zeros", "Expectation", "Gradient", "Substitution", "parse",
+    "parse_relation", "depth", "children", "names", "RESERVED", "FUNCTIONS", "RELATIONS",
     "MAX_TEXT", "MAX_DEPTH", "MAX_POWER", "MAX_DIGITS",
 ]
 
-RESERVED = {"I", "d", "N", "tr", "inv", "sum", "zeros"}
-FUNCTIONS = {"tr": (1,), "inv": (1,), "sum": (2, 3), "I": (1,), "zeros": (2,)}
+RESERVED = {"I", "d", "N", "tr", "inv", "sum", "zeros", "E", "grad", "at"}
+FUNCTIONS = {"tr": (1,), "inv": (1,), "sum": (2, 3), "I": (1,), "zeros": (2,), "E": (1,), "grad": (2,), "at": (1,)}
+RELATIONS = ("!=", "<=", ">=", "=", "<", ">")
 
 MAX_TEXT = 200_000  # characters of input
 MAX_DEPTH = 200  # nesting levels of the expression tree
@@ -200,9 +210,46 @@ class Zeros(Expr):
     cols: str | int
 
 
+@dataclass(frozen=True)
+class Expectation(Expr):
+    """``E(operand)``: the expectation over the declared Gaussian families (a statement operator)."""
+
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Gradient(Expr):
+    """``grad(operand, name)``: the gradient of a scalar with respect to a declared symbol."""
+
+    operand: Expr
+    name: str
+
+
+@dataclass(frozen=True)
+class Substitution(Expr):
+    """``at(operand, X=v, ...)``: the operand with names replaced by expressions."""
+
+    operand: Expr
+    values: tuple  # ((name, Expr), ...)
+
+
 def children(node: Expr) -> tuple[Expr, ...]:
-    """The sub-expressions of a node (its operands)."""
-    return tuple(v for v in vars(node).values() if isinstance(v, Expr))
+    """The sub-expressions of a node (its operands, and the values of a substitution)."""
+    found = [v for v in vars(node).values() if isinstance(v, Expr)]
+    if isinstance(node, Substitution):
+        found += [value for _, value in node.values]
+    return tuple(found)
+
+
+def names(node: Expr) -> set:
+    """Every name (and indexed family) a tree uses."""
+    found, stack = set(), [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (Name, Indexed)):
+            found.add(current.name)
+        stack.extend(children(current))
+    return found
 
 
 def depth(node: Expr) -> int:
@@ -233,6 +280,43 @@ def parse(text: str) -> Expr:
     if depth(tree) > MAX_DEPTH:
         raise GrammarError(f"the expression nests more than {MAX_DEPTH} levels deep; split it")
     return tree
+
+
+def parse_relation(text: str) -> tuple[Expr, tuple]:
+    """``"a = b"`` → ``(a, (("=", b),))``; chains such as ``"0 < a <= b"`` give several pairs.
+
+    The relation signs are read at the top level of the text (outside
+    brackets); each side is parsed by :func:`parse`.  A text without a
+    relation gives ``(expr, ())``.
+
+    >>> lhs, rest = parse_relation("E(x.T @ x) = tr(Lambda)")
+    >>> lhs, rest[0][0]
+    (Expectation(operand=MatMul(left=Transpose(operand=Name(name='x')), right=Name(name='x'))), '=')
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise GrammarError("empty relation")
+    source = " ".join(text.split())
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError) as error:
+        raise GrammarError(f"syntax error in {source[:60]!r}: {error.args[0]}") from None
+    cuts, depth_ = [], 0
+    for token in tokens:
+        if token.type == tokenize.OP and token.string in _OPENERS:
+            depth_ += 1
+        elif token.type == tokenize.OP and token.string in _CLOSERS:
+            depth_ -= 1
+        elif token.type == tokenize.OP and depth_ == 0 and token.string in RELATIONS + ("==",):
+            cuts.append((token.start[1], token.end[1], "=" if token.string == "==" else token.string))
+    if not cuts:
+        return parse(source), ()
+    pieces, start = [], 0
+    for begin, end, _ in cuts:
+        pieces.append(source[start:begin])
+        start = end
+    pieces.append(source[start:])
+    sides = [parse(piece) for piece in pieces]
+    return sides[0], tuple((op, side) for (_, _, op), side in zip(cuts, sides[1:]))
 
 
 def _split_sum(source: str) -> list[tuple[int, str]]:
@@ -359,8 +443,10 @@ class _Converter:
 
     def call(self, node: ast.Call) -> Expr:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            self.fail(node.func, "unknown function (allowed: tr, inv, sum, I, zeros)")
+            self.fail(node.func, "unknown function (allowed: tr, inv, sum, I, zeros, E, grad, at)")
         name = node.func.id
+        if name == "at":
+            return self.substitution(node)
         if node.keywords:
             self.fail(node, "keyword arguments are not allowed")
         arities = FUNCTIONS[name]
@@ -375,6 +461,13 @@ class _Converter:
             return Identity(self.dimension(node.args[0], allow_one=False))
         if name == "zeros":
             return Zeros(self.dimension(node.args[0]), self.dimension(node.args[1]))
+        if name == "E":
+            return Expectation(self.convert(node.args[0]))
+        if name == "grad":
+            target = node.args[1]
+            if not isinstance(target, ast.Name) or target.id in RESERVED:
+                self.fail(target, "the second argument of grad() must be a symbol")
+            return Gradient(self.convert(node.args[0]), target.id)
         index = node.args[0]
         if not isinstance(index, ast.Name) or index.id in RESERVED:
             self.fail(index, "the first argument of sum() must be an index name")
@@ -385,6 +478,17 @@ class _Converter:
                 self.fail(count_node, "the third argument of sum() must be a declared count such as M")
             count = count_node.id
         return Sum(index.id, self.convert(node.args[1]), count)
+
+    def substitution(self, node: ast.Call) -> Expr:
+        """``at(f, X=v, ...)``: one positional argument, then keyword arguments naming symbols."""
+        if len(node.args) != 1 or not node.keywords:
+            self.fail(node, "at() takes an expression and NAME=value pairs, e.g. at(f, U11=c * inv(Gamma))")
+        values = []
+        for keyword in node.keywords:
+            if keyword.arg is None or keyword.arg in RESERVED:
+                self.fail(node, "at() substitutes declared names: at(f, NAME=value)")
+            values.append((keyword.arg, self.convert(keyword.value)))
+        return Substitution(self.convert(node.args[0]), tuple(values))
 
     def dimension(self, node: ast.AST, allow_one: bool = True) -> str | int:
         if isinstance(node, ast.Name) and (node.id == "d" or node.id not in RESERVED):

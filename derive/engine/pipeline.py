@@ -32,7 +32,7 @@ from derive.engine.wick import Budget, apply_wick
 __all__ = ["declare", "expect", "expectation", "polynomial", "define", "apply_expansion", "apply_wick",
            "apply_canonical_form", "parse_matrix_spec"]
 
-PROPERTIES = ("spd", "symmetric")
+PROPERTIES = ("spd", "symmetric", "orthonormal", "orthogonal")
 
 
 # ---------------------------------------------------------------- declarations
@@ -41,7 +41,8 @@ def parse_matrix_spec(name: str, spec) -> tuple[tuple, str | None]:
     """``"L,d"`` → ``(("L", "d"), None)``; ``"spd"`` → ``(("d", "d"), "spd")``; ``"L:symmetric"`` → L×L symmetric.
 
     A spec is ``[SHAPE][:PROPERTY]`` with SHAPE ``R,C`` or ``R`` (square) and
-    PROPERTY ``spd`` or ``symmetric``; a tuple ``(R, C)`` is a shape.
+    PROPERTY ``spd``, ``symmetric``, ``orthogonal`` (square, ``Qᵀ = Q⁻¹``) or ``orthonormal``
+    (orthonormal columns, ``Uᵀ U = I``); a tuple ``(R, C)`` is a shape.
     """
     if spec is None or spec == "":
         return ("d", "d"), None
@@ -62,11 +63,11 @@ def parse_matrix_spec(name: str, spec) -> tuple[tuple, str | None]:
                 sides = sides * 2
             if len(sides) != 2 or not all(s == "1" or s.isidentifier() for s in sides):
                 raise ExpressionError(f"matrix {name!r}: expected a shape such as L,d or a property "
-                                      f"(spd, symmetric), got {part!r}")
+                                      f"({', '.join(PROPERTIES)}), got {part!r}")
             shape = tuple(1 if s == "1" else s for s in sides)
         else:
             raise ExpressionError(f"matrix {name!r}: empty part in {spec!r}")
-    if prop is not None and shape[0] != shape[1]:
+    if prop is not None and prop != "orthonormal" and shape[0] != shape[1]:
         raise ExpressionError(f"matrix {name!r} is {shape[0]}×{shape[1]}: only square matrices are {prop}")
     return shape, prop
 
@@ -117,16 +118,6 @@ def _is_scalar_factor(node: g.Expr, scalar_like: set) -> bool:
     return isinstance(base, g.Number) or (isinstance(base, g.Name) and base.name in scalar_like)
 
 
-def _names_in(tree: g.Expr) -> set:
-    found, stack = set(), [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (g.Name, g.Indexed)):
-            found.add(node.name)
-        stack.extend(g.children(node))
-    return found
-
-
 def declare(*, gaussians: Mapping | None = None, vectors=None, matrices=None, scalars=None, dims: Iterable = (),
             counts: Iterable = (), spd: Iterable = (), symmetric: Iterable = (), commuting: Iterable = (),
             latex_names: Mapping | None = None) -> Context:
@@ -149,16 +140,14 @@ def declare(*, gaussians: Mapping | None = None, vectors=None, matrices=None, sc
     """
     gaussians = dict(gaussians or {})
     vector_dims = {n: (dim or "d") for n, dim in _named(vectors, "d").items()}
-    matrix_shapes, spd, symmetric = {}, set(spd), set(symmetric)
+    matrix_shapes, spd, symmetric, orthonormal, orthogonal = {}, set(spd), set(symmetric), set(), set()
     declared_matrix_property: dict = {}
     for name, spec in _named(matrices, None).items():
         shape, prop = parse_matrix_spec(name, spec)
         matrix_shapes[name] = shape
         declared_matrix_property[name] = prop
-        if prop == "spd":
-            spd.add(name)
-        elif prop == "symmetric":
-            symmetric.add(name)
+        {"spd": spd, "symmetric": symmetric, "orthonormal": orthonormal, "orthogonal": orthogonal,
+         None: set()}[prop].add(name)
     scalar_specs = _named(scalars, "real")
     positive = {n for n, kind in scalar_specs.items() if kind == "positive"}
     for name, kind in scalar_specs.items():
@@ -183,6 +172,7 @@ def declare(*, gaussians: Mapping | None = None, vectors=None, matrices=None, sc
 
     base = Context(dims=dims, counts=counts, matrices=matrix_shapes, vectors=vector_dims,
                    scalars=set(scalar_specs) - positive, positive=positive, symmetric=symmetric, spd=spd,
+                   orthonormal=orthonormal, orthogonal=orthogonal,
                    commuting=commuting, latex_names=latex_names)
     families = {name: _family(name, *parsed[name], base, set(gaussians)) for name in gaussians}
     return base.replace(families=families)
@@ -191,7 +181,7 @@ def declare(*, gaussians: Mapping | None = None, vectors=None, matrices=None, sc
 def _family(name, cov_tree, mean_tree, cov_text, mean_text, base: Context, family_names: set) -> Family:
     for tree, what in ((cov_tree, "covariance"), (mean_tree, "mean")):
         if tree is not None:
-            clash = _names_in(tree) & family_names
+            clash = g.names(tree) & family_names
             if clash:
                 raise ExpressionError(f"the {what} of Gaussian {name!r} refers to the Gaussian {sorted(clash)[0]!r}")
     expanded = Expander(base).expand(cov_tree)

@@ -35,7 +35,7 @@ from derive.engine import grammar as g
 from derive.engine.canonical import Contraction
 from derive.engine.strands import is_loop
 
-__all__ = ["expr_text", "expr_latex", "poly_expr", "poly_text", "poly_latex", "to_text", "to_latex", "name_latex",
+__all__ = ["relation_text", "relation_latex", "prose", "expr_text", "expr_latex", "poly_expr", "poly_text", "poly_latex", "to_text", "to_latex", "name_latex",
            "sympy_expr", "chain_expr", "monomial_groups", "terms_expr", "strand_expr", "signed_terms"]
 
 GREEK = {
@@ -150,27 +150,133 @@ def expr_text(e: g.Expr) -> str:
         if isinstance(x, g.Sum):
             count = "" if x.count == "N" else f", {x.count}"
             return f"sum({x.index}, {walk(x.body)}{count})"
+        if isinstance(x, g.Expectation):
+            return f"E({walk(x.operand)})"
+        if isinstance(x, g.Gradient):
+            return f"grad({walk(x.operand)}, {x.name})"
+        if isinstance(x, g.Substitution):
+            pairs = ", ".join(f"{name}={walk(value)}" for name, value in x.values)
+            return f"at({walk(x.operand)}, {pairs})"
         raise TypeError(f"cannot print {x!r}")
 
     return walk(e)
 
 
+RELATION_TEXT = {"=": "=", "!=": "≠", "<=": "≤", ">=": "≥", "<": "<", ">": ">"}
+RELATION_LATEX = {"=": "=", "!=": "\\neq", "<=": "\\leq", ">=": "\\geq", "<": "<", ">": ">"}
+
+
+def relation_text(lhs: g.Expr, relations: tuple = (), unicode: bool = True) -> str:
+    """``lhs = rhs`` (or ``≤``, ``≠``, … when ``unicode``; grammar spellings otherwise)."""
+    out = expr_text(lhs)
+    for op, side in relations:
+        out += f" {RELATION_TEXT[op] if unicode else op} {expr_text(side)}"
+    return out
+
+
+def relation_latex(lhs: g.Expr, relations: tuple = (), names: dict | None = None) -> str:
+    out = expr_latex(lhs, names)
+    for op, side in relations:
+        out += f" {RELATION_LATEX[op]} {expr_latex(side, names)}"
+    return out
+
+
+# ---------------------------------------------------------------- prose with inline math
+
+_LATEX_TEXT = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+               "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
+               ">": r"\textgreater{}", "|": r"\textbar{}", "…": r"\dots{}", "–": "--", "—": "---", "‘": "`",
+               "’": "'", "“": "``", "”": "''", "\u00a0": "~", "§": r"\S{}", "×": r"$\times$"}
+_MARKDOWN_SPECIAL = set("\\`*_[]<>|#~$")
+
+
+def prose(text: str, fmt: str = "text", names: dict | None = None) -> str:
+    """Prose whose math is written in the grammar between backticks, rendered for a terminal
+    (``fmt="text"``), LaTeX (``"latex"``: ``$…$``) or GitHub Markdown (``"markdown"``: ``$`…`$``).
+
+    Outside the backticks only plain text is allowed; for LaTeX it is escaped,
+    and a character that would need math mode (Greek, operators) is an error
+    that asks for backticks, so prose and formulas are set alike.
+
+    >>> print(prose("for `N >= 1` and `x[i]` i.i.d.", "latex"))
+    for $N \\geq 1$ and $x_{i}$ i.i.d.
+    """
+    parts = text.split("`")
+    if len(parts) % 2 == 0:
+        raise ValueError(f"unbalanced backticks in {text!r}")
+    out = []
+    for k, part in enumerate(parts):
+        if k % 2:
+            lhs, relations = g.parse_relation(part)
+            if fmt == "text":
+                out.append(relation_text(lhs, relations))
+            elif fmt == "latex":
+                out.append(f"${relation_latex(lhs, relations, names)}$")
+            else:
+                out.append(f"$`{relation_latex(lhs, relations, names)}`$")
+        elif fmt == "text":
+            out.append(part)
+        elif fmt == "latex":
+            out.append(_latex_text(part, text))
+        else:
+            out.append("".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in part))
+    return "".join(out)
+
+
+def _latex_text(part: str, whole: str) -> str:
+    out = []
+    for ch in part:
+        if ch in _LATEX_TEXT:
+            out.append(_LATEX_TEXT[ch])
+        elif ord(ch) < 128 or ch.isalpha() and ord(ch) < 0x250:  # ASCII and accented Latin letters
+            out.append(ch)
+        else:
+            raise ValueError(f"{ch!r} in the prose {whole!r}: write math in the grammar between backticks")
+    return "".join(out)
+
+
 # ---------------------------------------------------------------- trees → LaTeX
 
+_ACCENTS = {"hat": "\\hat", "tilde": "\\tilde", "bar": "\\bar", "dot": "\\dot"}
+_SUBSCRIPT_WORDS = {"inf": "\\infty", "min": "\\min", "max": "\\max"}
+
+
+def _base_latex(base: str) -> str:
+    """One name without underscores: ``U11`` → ``U_{11}``, ``yhat`` → ``\\hat{y}``, ``Lambda`` → ``\\Lambda``."""
+    match = re.fullmatch(r"([A-Za-z]+?)(\d+)", base)
+    if match:
+        return f"{_base_latex(match.group(1))}_{{{match.group(2)}}}"
+    for suffix, accent in _ACCENTS.items():
+        if base.endswith(suffix) and len(base) > len(suffix):
+            return f"{accent}{{{_base_latex(base[:-len(suffix)])}}}"
+    if base.endswith("star") and len(base) > 4:
+        return f"{_base_latex(base[:-4])}^{{\\star}}"
+    if base in GREEK or base in LATEX_GREEK:
+        return "\\" + LATEX_GREEK.get(base, base)
+    if base == "ell":
+        return "\\ell"
+    return base if len(base) == 1 else f"\\mathrm{{{base}}}"
+
+
 def name_latex(name: str, names: dict | None = None) -> str:
-    """LaTeX of a name: Greek letters, subscripts from trailing digits or ``_x``, ``\\mathrm`` for words."""
+    """LaTeX of a name: ``names`` first, else conventions (Greek letters, digits and ``_x`` as subscripts,
+    suffixes ``hat``/``tilde``/``bar``/``dot``/``star``, ``ell``, ``_inf`` → ``_{\\infty}``).
+
+    >>> print(" ".join(name_latex(n) for n in ("U11", "yhat", "elltilde", "c_inf", "W_Q", "Lambda")))
+    U_{11} \\hat{y} \\tilde{\\ell} c_{\\infty} W_{Q} \\Lambda
+    """
     if names and name in names:
         return names[name]
-    subscripted = re.fullmatch(r"([A-Za-z]+)_\{?([A-Za-z0-9]+)\}?", name)  # W_Q, x_{23}, e_L
-    if subscripted:
-        return f"{name_latex(subscripted.group(1), names)}_{{{subscripted.group(2)}}}"
-    match = re.fullmatch(r"([A-Za-z]+?)_?(\d+)", name)
-    base, sub = (match.group(1), match.group(2)) if match else (name, "")
-    if base in GREEK or base in LATEX_GREEK:
-        base = "\\" + LATEX_GREEK.get(base, base)
-    elif len(base) > 1:
-        base = f"\\mathrm{{{base}}}"
-    return f"{base}_{{{sub}}}" if sub else base
+    base, _, sub = name.partition("_")
+    if not sub:
+        return _base_latex(base)
+    if sub == "star":  # U11_star → U_{11}^{\star}
+        return f"{_base_latex(base)}^{{\\star}}"
+    sub_latex = _SUBSCRIPT_WORDS.get(sub) or (sub if len(sub) <= 2 or sub.isdigit() else f"\\mathrm{{{sub}}}")
+    numbered = re.fullmatch(r"([A-Za-z]+?)(\d+)", base)
+    if numbered:  # U11_inf → U_{11,\infty}: one subscript, not two
+        return f"{_base_latex(numbered.group(1))}_{{{numbered.group(2)},{sub_latex}}}"
+    return f"{_base_latex(base)}_{{{sub_latex}}}"
 
 
 def _fraction_latex(v: Fraction) -> str:
@@ -183,6 +289,11 @@ def _fraction_latex(v: Fraction) -> str:
 def _latex_prec(x: g.Expr) -> int:
     # a superscripted node (power, inverse, transpose) cannot take another superscript without brackets
     return 4 if isinstance(x, (g.Inverse, g.Transpose)) else _prec(x)
+
+
+def _negative(x: g.Expr) -> bool:
+    """A factor that prints with a leading minus (juxtaposed after another factor it needs brackets)."""
+    return isinstance(x, g.Neg) or (isinstance(x, g.Number) and x.value < 0)
 
 
 def expr_latex(e: g.Expr, names: dict | None = None) -> str:
@@ -198,17 +309,22 @@ def expr_latex(e: g.Expr, names: dict | None = None) -> str:
         if isinstance(x, g.Number):
             return _fraction_latex(x.value)
         if isinstance(x, g.Indexed):
-            return f"{name_latex(x.name, names)}_{{{x.index}}}"
+            base = name_latex(x.name, names)
+            return f"{{{base}}}_{{{x.index}}}" if "_" in base else f"{base}_{{{x.index}}}"  # x_q indexed: {x_q}_i
         if isinstance(x, (g.Add, g.Sub)):
             return _join_signed([(sign, wrap(term, 2)) for sign, term in signed_terms(x)])
         if isinstance(x, g.Neg):
             return f"-{wrap(x.operand, 3)}"
         if isinstance(x, (g.Mul, g.MatMul)):
-            left, right = wrap(x.left, 2), wrap(x.right, 2)
+            left, right = wrap(x.left, 2), wrap(x.right, 4 if _negative(x.right) else 2)
             if isinstance(x, g.Mul) and isinstance(x.left, g.Number) and isinstance(x.right, g.Number):
                 return f"{left} \\cdot {right}"
             return f"{left} {right}"
         if isinstance(x, g.Div):
+            if len(expr_text(x.left)) > 16:  # a long numerator: 1/N in front, as papers write it
+                if isinstance(x.left, g.Neg):
+                    return f"-\\frac{{1}}{{{walk(x.right)}}} {wrap(x.left.operand, 2)}"
+                return f"\\frac{{1}}{{{walk(x.right)}}} {wrap(x.left, 4 if _negative(x.left) else 2)}"
             return f"\\frac{{{walk(x.left)}}}{{{walk(x.right)}}}"
         if isinstance(x, g.Pow):
             p, base = x.power, x.base
@@ -232,6 +348,16 @@ def expr_latex(e: g.Expr, names: dict | None = None) -> str:
         if isinstance(x, g.Sum):
             body = wrap(x.body, 2)
             return f"\\sum_{{{x.index}=1}}^{{{name_latex(x.count, names)}}} {body}"
+        if isinstance(x, g.Expectation):
+            return f"\\mathbb{{E}}\\left[{walk(x.operand)}\\right]"
+        if isinstance(x, g.Gradient):
+            variable = name_latex(x.name, names)
+            if isinstance(x.operand, g.Name):
+                return f"\\frac{{\\partial {walk(x.operand)}}}{{\\partial {variable}}}"
+            return f"\\nabla_{{{variable}}}\\left({walk(x.operand)}\\right)"
+        if isinstance(x, g.Substitution):
+            pairs = ",\\; ".join(f"{name_latex(name, names)} = {walk(value)}" for name, value in x.values)
+            return f"\\left.{walk(x.operand)}\\right|_{{{pairs}}}"
         raise TypeError(f"cannot print {x!r}")
 
     return walk(e)

@@ -123,7 +123,9 @@ class Algebra:
     """What the canonicalizer may assume about matrix symbols.
 
     ``symmetric`` names equal their transposes; ``spd`` ones are moreover
-    positive definite.  Every symmetric symbol S forms a commuting group with
+    positive definite; ``orthonormal`` ones have orthonormal columns
+    (``Uᵀ U = I``, so ``U Uᵀ`` is a projector); ``orthogonal`` ones are square
+    with ``Qᵀ = Q⁻¹`` (a permutation, a rotation).  Every symmetric symbol S forms a commuting group with
     the functions of S (its powers and compounds that are polynomials in S);
     ``commuting`` maps further names to a shared group label.
     """
@@ -131,10 +133,18 @@ class Algebra:
     symmetric: frozenset = frozenset()
     spd: frozenset = frozenset()
     commuting: tuple = ()  # ((name, group label), ...)
+    orthonormal: tuple = ()  # ((name, number of columns), ...): Uᵀ U = I
+    orthogonal: frozenset = frozenset()  # square Q with Qᵀ = Q⁻¹
     _groups: dict = field(default=None, compare=False, hash=False, repr=False)
+    _columns: dict = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "_groups", dict(self.commuting))
+        object.__setattr__(self, "_columns", dict(self.orthonormal))
+
+    def columns(self, name):
+        """The number of columns of a matrix with orthonormal columns (``Uᵀ U = I``), else ``None``."""
+        return self._columns.get(name) if isinstance(name, str) else None
 
     def group(self, name) -> str | None:
         if isinstance(name, Compound):
@@ -169,6 +179,12 @@ def _merge_pass(word: list, algebra: Algebra) -> list:
     for l in word:
         if l.transposed and algebra.is_symmetric(l.name):
             l = Letter(l.name, l.power, False)
+        if l.transposed and isinstance(l.name, str) and l.name in algebra.orthogonal:
+            l = Letter(l.name, -l.power, False)  # Qᵀ = Q⁻¹
+        if (out and l.power == 1 and not l.transposed and out[-1] == Letter(l.name, 1, True)
+                and algebra.columns(l.name) is not None):
+            out.pop()  # Uᵀ U = I
+            continue
         if out and out[-1].name == l.name and out[-1].transposed == l.transposed:
             power = out[-1].power + l.power
             out.pop()
@@ -211,6 +227,8 @@ def normalize_word(word: Word, algebra: Algebra) -> Word:
 def _mergeable(a: Letter, b: Letter, algebra: Algebra) -> bool:
     if a.name == b.name and a.transposed == b.transposed:
         return True
+    if a.name == b.name and a.transposed and not b.transposed and algebra.columns(a.name) is not None:
+        return True  # … Uᵀ][U … across the wrap-around of a trace
     group = algebra.group(a.name)
     return group is not None and group == algebra.group(b.name)
 

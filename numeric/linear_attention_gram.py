@@ -1,12 +1,14 @@
-r"""Numeric confirmation of the ``iclr.*`` results (mirror of ``derive.iclr_rank``).
+r"""Numeric confirmation of the ``iclr.*`` results (mirror of ``derive.linear_attention_gram``).
 
 Each check draws random instances in float64 on the chosen torch device,
 computes the linear-attention layer ``Attn(X) = (X W_Q W_K^T X^T) X W_V`` from
 its definition with torch, and compares it with the *derived* symbolic result
-evaluated at the instance (``sympy.lambdify`` of the derivation's values):
+evaluated at the instance (``Polynomial.evaluate`` of the derivation's values):
 
 * ``iclr.attention_factorization``: ``Attn(X) = U M`` with ``U, Sigma, V`` from
-  ``torch.linalg.svd``; wrong variant: ``M`` without ``Sigma^T Sigma``.
+  ``torch.linalg.svd`` of a context of rank ``r < d``; the output's columns lie
+  in the span of ``U`` and its rank is at most ``r``; wrong variant: ``M``
+  without ``Sigma^T Sigma``.
 * ``iclr.gram_dependence``: ``Attn(X) = X F(X^T X)`` and
   ``Attn(P X) = P Attn(X)`` for random permutations; wrong variant: a
   non-orthogonal mixing ``A`` of the positions.
@@ -22,14 +24,14 @@ evaluated at the instance (``sympy.lambdify`` of the derivation's values):
 A check passes when every right comparison holds to ``1e-10`` (relative) and
 every wrong variant is rejected.  Run with ``numeric.confirm`` or directly::
 
-    python -c "from numeric.iclr_rank import CHECKS; print([c.run(20, 'cpu', 0)['passed'] for c in CHECKS])"
+    python -c "from numeric.linear_attention_gram import CHECKS; print([c.run(20, 'cpu', 0)['passed'] for c in CHECKS])"
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import sympy as sp
+import numpy as np
 import torch
 
 from derive.registry import get
@@ -79,41 +81,45 @@ def _verdict(errors: list[float], wrong_errors: list[float], what: str, wrong_na
                       f"wrong variant {wrong_best:.1e} ({'rejected' if wrong_best > 1e3 * TOLERANCE else 'NOT rejected'})"}
 
 
+def _numbers(*tensors) -> list[np.ndarray]:
+    return [t.detach().cpu().numpy() for t in tensors]
+
+
 def run_factorization(samples: int | None = None, device: Any = "cpu", seed: int = 0) -> dict[str, Any]:
-    """Attn(X) = U M at random X (L x d) and weights, M from the derivation."""
+    """Attn(X) = U M at a random rank-r context X (L x d) and weights, M from the derivation; rank(Attn) <= r."""
     device, generator = _setup(device, seed)
-    values = get("iclr.attention_factorization").derivation.values
-    names = ("U", "Sigma", "V", "W_Q", "W_K", "W_V")
-    derived_M = sp.lambdify([values[n] for n in names], values["M"], "numpy")
+    M_derived = get("iclr.attention_factorization").derivation.values["M"]
     errors, wrong = [], []
+    L, d, r = 7, 4, 2
     for _ in range(instance_count(samples)):
-        L, d = 7, 4
-        X = _random((L, d), generator, device)
+        X = _random((L, r), generator, device) @ _random((r, d), generator, device)  # rank r
         W_Q, W_K, W_V = (_random((d, d), generator, device) for _ in range(3))
         U, s, Vh = torch.linalg.svd(X, full_matrices=False)
-        Sigma, V = torch.diag(s), Vh.T
-        assert U.shape == (L, d) and Sigma.shape == (d, d)
-        arrays = [t.cpu().numpy() for t in (U, Sigma, V, W_Q, W_K, W_V)]
-        M = torch.as_tensor(derived_M(*arrays), device=device)
+        U, Sigma, V = U[:, :r], torch.diag(s[:r]), Vh[:r].T  # the thin SVD: r nonzero singular values
+        values = dict(zip(("Sig", "V", "W_Q", "W_K", "W_V"), _numbers(Sigma, V, W_Q, W_K, W_V)))
+        M = torch.as_tensor(M_derived.evaluate(values), device=device)
         target = attention(X, W_Q, W_K, W_V)
         errors.append(relative_error(target, U @ M))
+        errors.append(relative_error(target, U @ (U.T @ target)))  # columns in the span of U
+        singular = torch.linalg.svdvals(target)
+        errors.append((singular[r:].max() / singular[0]).item())  # rank at most r
         M_wrong = Sigma @ V.T @ W_Q @ W_K.T @ V @ V.T @ W_V  # Sigma^T Sigma dropped
         wrong.append(relative_error(target, U @ M_wrong))
-    return _verdict(errors, wrong, "Attn(X) = U M", "M without Sigma^T Sigma")
+    return _verdict(errors, wrong, "Attn(X) = U M, rank <= r", "M without Sigma^T Sigma")
 
 
 def run_gram_dependence(samples: int | None = None, device: Any = "cpu", seed: int = 0) -> dict[str, Any]:
     """Attn(X) = X F(X^T X) and Attn(P X) = P Attn(X) for random permutations P."""
     device, generator = _setup(device, seed)
-    values = get("iclr.gram_dependence").derivation.values
-    gram_factor = sp.lambdify([values[n] for n in ("W_Q", "W_K", "W_V", "G")], values["gram_factor"], "numpy")
+    gram_factor = get("iclr.gram_dependence").derivation.values["gram_factor"]
     errors, wrong = [], []
     for _ in range(instance_count(samples)):
         L, d = 9, 3
         X = _random((L, d), generator, device)
         W = [_random((d, d), generator, device) for _ in range(3)]
         target = attention(X, *W)
-        F = torch.as_tensor(gram_factor(*[t.cpu().numpy() for t in (*W, X.T @ X)]), device=device)
+        values = dict(zip(("W_Q", "W_K", "W_V", "G"), _numbers(*W, X.T @ X)))
+        F = torch.as_tensor(gram_factor.evaluate(values), device=device)
         errors.append(relative_error(target, X @ F))
         P = torch.eye(L, dtype=torch.float64, device=device)[torch.randperm(L, generator=generator, device=device)]
         errors.append(relative_error(attention(P @ X, *W), P @ target))
@@ -130,8 +136,10 @@ def _one_hot(tokens: torch.Tensor, states: int) -> torch.Tensor:
 def run_bigram_invisible(samples: int | None = None, device: Any = "cpu", seed: int = 0) -> dict[str, Any]:
     """Same counts and last token -> same last-position output; bigram counts differ."""
     device, generator = _setup(device, seed)
+    last_row = get("iclr.bigram_invisible").derivation.values["last_row"]
     errors, wrong = [], []
     states, length = 4, 12
+    e = np.eye(length)[-1]
     for _ in range(instance_count(samples)):
         tokens = torch.randint(states, (length,), generator=generator, device=device)
         order = torch.randperm(length - 1, generator=generator, device=device)
@@ -139,6 +147,8 @@ def run_bigram_invisible(samples: int | None = None, device: Any = "cpu", seed: 
         X_a, X_b = _one_hot(tokens, states), _one_hot(shuffled, states)
         W = [_random((states, states), generator, device) for _ in range(3)]
         errors.append(relative_error(attention(X_a, *W)[-1], attention(X_b, *W)[-1]))
+        derived = last_row.evaluate({"X": X_a.cpu().numpy(), "e": e, **dict(zip(("W_Q", "W_K", "W_V"), _numbers(*W)))})
+        errors.append(relative_error(attention(X_a, *W)[-1], torch.as_tensor(derived, device=device)))
         errors.append(relative_error(X_a.T @ X_a, torch.diag(X_a.sum(0))))
         # the estimator's statistic x_L^T X^T Y is what would tell them apart
         wrong.append(relative_error(X_a[-1] @ X_a[:-1].T @ X_a[1:], X_b[-1] @ X_b[:-1].T @ X_b[1:]))
@@ -146,28 +156,28 @@ def run_bigram_invisible(samples: int | None = None, device: Any = "cpu", seed: 
 
 
 def run_previous_token_gram(samples: int | None = None, device: Any = "cpu", seed: int = 0) -> dict[str, Any]:
-    """The off-diagonal block of Z^T Z, Z = [X | S X], equals the directly counted bigrams."""
+    """The derived block (2, 1) of Z^T Z, Z = [X | S X], equals the directly counted bigrams."""
     device, generator = _setup(device, seed)
+    block = get("iclr.previous_token_gram").derivation.values["gram21"]
     errors, wrong = [], []
     states, length = 4, 15
+    shift = np.eye(length, k=-1)
     for _ in range(instance_count(samples)):
         tokens = torch.randint(states, (length,), generator=generator, device=device)
         X = _one_hot(tokens, states)
-        previous = torch.zeros_like(X)
-        previous[1:] = X[:-1]
-        Z = torch.cat([X, previous], dim=1)
-        gram = Z.T @ Z
         counts = torch.zeros(states, states, dtype=torch.float64, device=device)
         for before, after in zip(tokens[:-1].tolist(), tokens[1:].tolist()):
             counts[before, after] += 1
-        errors.append(relative_error(counts, gram[states:, :states]))
+        gram21 = torch.as_tensor(block.evaluate({"X": X.cpu().numpy(), "S": shift}), device=device)
+        errors.append(relative_error(counts, gram21))
         wrong.append(relative_error(counts, (X.T @ X)))
-    return _verdict(errors, wrong, "Z^T Z off-diagonal block = bigram counts", "block without the shift")
+    return _verdict(errors, wrong, "Z^T Z block (2, 1) = bigram counts", "block without the shift")
 
 
 CHECKS = [
     DeterministicCheck(id="iclr.attention_factorization", run=run_factorization,
-                       description="torch SVD of random X: Attn(X) = U M (M derived); drop Sigma^T Sigma fails"),
+                       description="torch SVD of a rank-r X: Attn(X) = U M (M derived), rank <= r; "
+                                   "dropping Sigma^T Sigma fails"),
     DeterministicCheck(id="iclr.gram_dependence", run=run_gram_dependence,
                        description="Attn(X) = X F(X^T X); permutation equivariance; a non-orthogonal mix fails"),
     DeterministicCheck(id="iclr.bigram_invisible", run=run_bigram_invisible,
