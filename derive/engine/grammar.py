@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import tokenize
 from dataclasses import dataclass
 from fractions import Fraction
@@ -319,28 +320,29 @@ def parse_relation(text: str) -> tuple[Expr, tuple]:
     return sides[0], tuple((op, side) for (_, _, op), side in zip(cuts, sides[1:]))
 
 
+_NUMBER_BEFORE_EXPONENT = re.compile(r"(?<![A-Za-z0-9_.])[0-9.]+[eE]$")
+
+
 def _split_sum(source: str) -> list[tuple[int, str]]:
     """``source`` cut at its top-level binary ``+``/``-``: ``[(sign, term text), ...]``.
 
     A long sum then parses term by term instead of as one deeply nested tree.
-    A ``-`` (or ``+``) is binary when the token before it ends an operand
-    (a name, a number, ``)`` or ``]``); otherwise it is a unary sign and stays.
+    A ``-`` (or ``+``) is binary when the character before it ends an operand
+    (a letter, digit, ``_``, ``)`` or ``]``) and is not the ``e`` of a number
+    such as ``1e-3``; otherwise it is a unary sign and stays.  (A scan of
+    characters, not a tokenizer: this runs on every expression.)
     """
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    except (tokenize.TokenError, SyntaxError, IndentationError) as error:
-        raise GrammarError(f"syntax error in {source[:60]!r}: {error.args[0]}") from None
-    cuts, depth_, previous = [], 0, None
-    for token in tokens:
-        if token.type == tokenize.OP and token.string in _OPENERS:
+    cuts, depth_, previous = [], 0, ""
+    for k, ch in enumerate(source):
+        if ch in _OPENERS:
             depth_ += 1
-        elif token.type == tokenize.OP and token.string in _CLOSERS:
+        elif ch in _CLOSERS:
             depth_ -= 1
-        elif (token.type == tokenize.OP and token.string in "+-" and depth_ == 0 and previous is not None
-              and (previous.type in (tokenize.NAME, tokenize.NUMBER) or previous.string in (")", "]"))):
-            cuts.append((token.start[1], token.string))
-        if token.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT):
-            previous = token
+        elif ch in "+-" and depth_ == 0 and previous and (previous.isalnum() or previous in "_)]"):
+            if not (previous in "eE" and _NUMBER_BEFORE_EXPONENT.search(source[:k].rstrip())):
+                cuts.append((k, ch))
+        if not ch.isspace():
+            previous = ch
     pieces, start, sign = [], 0, 1
     for column, op in cuts:
         pieces.append((sign, source[start:column]))
