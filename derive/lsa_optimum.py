@@ -344,8 +344,11 @@ RESULTS = [
                       Equation("grad(yhat, wkq12)", "zeros(d, 1)"), Equation("grad(yhat, wkq22)", "0")),
            derive=derive_prediction, sources=(Source(ZFB2024, "Lemma 5.1"), Source(WU2025)),
            assumptions=MODEL[1:] + BLOCKS,
-           remarks=("`yhat` does not depend on `WPV11`, `wpv12`, `wkq12` or `wkq22`: only the four blocks `U11`, "
-                    "`u12`, `u21`, `u` enter the prediction.",)),
+           remarks=("`uHu` is the quadratic form `tr(U.T @ Z @ U @ X.T)/2` of Lemma 5.1 in the blocks `U` = (`U11`, "
+                    "`u12`; `u21.T`, `u`), `Z = Emb @ Emb.T/N` and `X` = (0, `q`; `q.T`, 0); the derivation writes "
+                    "both sides out.",
+                    "`yhat` does not depend on `WPV11`, `wpv12`, `wkq12` or `wkq22`: only the four blocks `U11`, "
+                    "`u12`, `u21`, `u` enter the prediction.")),
     Result(id="lsa.population_loss", title="The population loss of LSA in general dimension and context length",
            equations=(Equation("E((yhat - w.T @ q)**2)/2", value="population_loss"),),
            derive=derive_population_loss, sources=SOURCES, assumptions=ASSUMPTIONS + BLOCKS,
