@@ -56,6 +56,10 @@ class DeterministicCheck:
     # "detail" (str); samples=None means the check's own default size
     run: Callable[..., dict[str, Any]]
     description: str = ""
+    # "exact": a deterministic identity or symmetry checked to rounding (no statistical power is
+    # reported and it is not counted as Monte Carlo evidence); "experiment": an ODE integration or a
+    # training run with its own pass criterion (and its own statistics, e.g. t quantiles over replicates)
+    kind: str = "exact"
 
 
 def check_modules() -> list[str]:

@@ -645,9 +645,9 @@ CHECKS = [
         id="lsa.minimizer", instance=instance_maker("infinite_N"), exact=exact_reduced_gradient,
         sample=gradient_sampler("U11", "u"), wrong={"0 (a stationary point)": zeros_like_exact(exact_reduced_gradient)},
         **GRADIENT, description="control: at the N -> infinity answer u U11 = Lambda^-1 the gradient is not 0"),
-    DeterministicCheck(id="lsa.balanced_invariant", run=flow_check,
+    DeterministicCheck(id="lsa.balanced_invariant", run=flow_check, kind="experiment",
                        description="ODE of l~ (solve_ivp, rtol 1e-10): invariant conserved, limit = flow_limit"),
-    DeterministicCheck(id="lsa.balanced_invariant", run=training_check,
+    DeterministicCheck(id="lsa.balanced_invariant", run=training_check, kind="experiment",
                        description="SGD on the full LSA model: u12, u21 ~ 0, u U11 -> Gamma^-1, invariant drift O(lr)"),
 ]
 
