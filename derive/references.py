@@ -84,3 +84,11 @@ ISSERLIS1918 = Reference("isserlis1918formula", "Leon Isserlis", "On a formula f
 COOKBOOK2012 = Reference("petersen2012cookbook", "Kaare Brandt Petersen and Michael Syskind Pedersen",
                          "The Matrix Cookbook", "Technical University of Denmark, version of November 15", 2012,
                          url="http://www2.compute.dtu.dk/pubdb/pubs/3274-full.html")
+# ---- issue 11 (the rest of Zhang, Frei & Bartlett)
+GARG2022 = Reference("garg2022what", "Shivam Garg, Dimitris Tsipras, Percy Liang and Gregory Valiant",
+                     "What Can Transformers Learn In-Context? A Case Study of Simple Function Classes",
+                     "Advances in Neural Information Processing Systems (NeurIPS)", 2022, arxiv="2208.01066")
+KARIMI2016 = Reference("karimi2016linear", "Hamed Karimi, Julie Nutini and Mark Schmidt",
+                       "Linear Convergence of Gradient and Proximal-Gradient Methods Under the "
+                       "Polyak-Łojasiewicz Condition", "European Conference on Machine Learning and Knowledge "
+                       "Discovery in Databases (ECML PKDD)", 2016, arxiv="1608.04636")
