@@ -84,3 +84,11 @@ ISSERLIS1918 = Reference("isserlis1918formula", "Leon Isserlis", "On a formula f
 COOKBOOK2012 = Reference("petersen2012cookbook", "Kaare Brandt Petersen and Michael Syskind Pedersen",
                          "The Matrix Cookbook", "Technical University of Denmark, version of November 15", 2012,
                          url="http://www2.compute.dtu.dk/pubdb/pubs/3274-full.html")
+# In-context algorithms (issue 14): conjugate gradients, its convergence bound, kernel smoothing.
+HESTENES1952 = Reference("hestenes1952methods", "Magnus R. Hestenes and Eduard Stiefel", "Methods of conjugate "
+                         "gradients for solving linear systems", "Journal of Research of the National Bureau of "
+                         "Standards 49(6):409-436", 1952)
+SAAD2003 = Reference("saad2003iterative", "Yousef Saad", "Iterative Methods for Sparse Linear Systems (2nd edition)",
+                     "SIAM, Philadelphia", 2003)
+NADARAYA1964 = Reference("nadaraya1964estimating", "Elizbar A. Nadaraya", "On estimating regression",
+                         "Theory of Probability and Its Applications 9(1):141-142", 1964)
