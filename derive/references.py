@@ -92,3 +92,11 @@ KARIMI2016 = Reference("karimi2016linear", "Hamed Karimi, Julie Nutini and Mark 
                        "Linear Convergence of Gradient and Proximal-Gradient Methods Under the "
                        "Polyak-Łojasiewicz Condition", "European Conference on Machine Learning and Knowledge "
                        "Discovery in Databases (ECML PKDD)", 2016, arxiv="1608.04636")
+# In-context algorithms (issue 14): conjugate gradients, its convergence bound, kernel smoothing.
+HESTENES1952 = Reference("hestenes1952methods", "Magnus R. Hestenes and Eduard Stiefel", "Methods of conjugate "
+                         "gradients for solving linear systems", "Journal of Research of the National Bureau of "
+                         "Standards 49(6):409-436", 1952)
+SAAD2003 = Reference("saad2003iterative", "Yousef Saad", "Iterative Methods for Sparse Linear Systems (2nd edition)",
+                     "SIAM, Philadelphia", 2003)
+NADARAYA1964 = Reference("nadaraya1964estimating", "Elizbar A. Nadaraya", "On estimating regression",
+                         "Theory of Probability and Its Applications 9(1):141-142", 1964)
