@@ -58,7 +58,25 @@ the exact value is identically zero.
 
 *Negative controls.*  Each wrong formula in ``check.wrong`` is evaluated at the
 same instance and compared with the same sample mean, standard errors and
-threshold; it is *rejected* when its max z exceeds ``t``.
+threshold; it is *rejected* when its max z exceeds ``t``.  Its *expected gap*
+``max_j |wrong_j - exact_j| / se_j`` is the z it would reach if the sample mean
+sat exactly on the true value; a control is *strong* when this gap is at least
+``CONTROL_MARGIN = 3`` times the threshold, so that its rejection is not a coin
+flip (the observed z is the expected gap give or take a few units).  A check
+without any wrong formula has no teeth: :attr:`Outcome.controls_rejected` is
+False for it.
+
+*Power target.*  ``POWER_TARGET = 0.01``: at its default sample count every
+check must detect a 1 % relative error (``detectable_rel_error <= 0.01``);
+:attr:`Outcome.power_ok` and :attr:`Outcome.controls_strong` say whether this
+run met the targets (``numeric.confirm`` enforces them at default counts).
+
+*Heavy tails.*  The per-sample values are products of up to six Gaussians, so
+the 5-sigma false-alarm rate of the normal approximation is not guaranteed by
+the central limit theorem alone.  ``numeric/calibrate.py`` measures the
+empirical false-alarm rate of every check at lower thresholds (2-3.5 sigma) over
+many independent runs and compares it with the nominal ``2 Phi(-k)``; the table
+is in ``docs/benchmarks.md``.
 
 Run
 ---
@@ -83,6 +101,8 @@ from scipy.stats import norm
 from numeric.device import resolve_device
 
 DEFAULT_K = 5.0
+POWER_TARGET = 0.01  # every Monte Carlo check detects a 1 % relative error at its default sample count
+CONTROL_MARGIN = 3.0  # a negative control's expected gap is at least 3x the rejection threshold
 DETERMINISTIC_ULPS = 1024.0
 FLOAT64_EPS = float(np.finfo(np.float64).eps)
 
@@ -92,17 +112,41 @@ def single_entry_alpha(k: float = DEFAULT_K) -> float:
     return float(2.0 * norm.sf(k))
 
 
-def bonferroni_threshold(entries: int, k: float = DEFAULT_K) -> float:
-    """z threshold giving family-wise false-alarm rate ``2 Phi(-k)`` over ``entries`` entries.
+def bonferroni_threshold(entries: int, k: float = DEFAULT_K, dof: float | None = None) -> float:
+    """Threshold giving family-wise false-alarm rate ``2 Phi(-k)`` over ``entries`` entries.
+
+    ``dof=None``: a normal quantile (z-test, many samples).  ``dof = R - 1`` for a
+    mean over R replicates divided by its estimated standard error: the statistic
+    is Student-t with ``dof`` degrees of freedom, and the threshold is the t
+    quantile at the same per-entry level (15 degrees of freedom: 8.3 instead of
+    5 for one entry; read as normal, the false-alarm rate would be ~280x too large).
 
     >>> round(bonferroni_threshold(1), 6)
     5.0
     >>> bonferroni_threshold(16) > 5.5
     True
+    >>> round(bonferroni_threshold(1, dof=15), 1)
+    8.3
     """
     entries = max(int(entries), 1)
     per_entry_alpha = single_entry_alpha(k) / entries
-    return float(norm.isf(per_entry_alpha / 2.0))
+    if dof is None:
+        return float(norm.isf(per_entry_alpha / 2.0))
+    from scipy.stats import t as student_t
+
+    return float(student_t.isf(per_entry_alpha / 2.0, dof))
+
+
+def welch_dof(se: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """Welch-Satterthwaite degrees of freedom of a sum of independent estimates with standard errors ``se_i``
+    (each from ``dof_i`` degrees of freedom), summed over the first axis: ``(sum se_i^2)^2 / sum se_i^4 / dof_i``.
+
+    >>> float(welch_dof(np.array([1.0, 1.0]), np.array([15, 15])))
+    30.0
+    """
+    se2 = np.asarray(se, dtype=np.float64) ** 2
+    dof = np.asarray(dof, dtype=np.float64).reshape((-1,) + (1,) * (se2.ndim - 1))
+    return se2.sum(0) ** 2 / (se2**2 / dof).sum(0)
 
 
 class StreamingMoments:
@@ -209,10 +253,27 @@ class Outcome:
     detectable_rel_error: float
     negative_controls: dict[str, bool] = field(default_factory=dict)  # name -> rejected
     negative_control_z: dict[str, float] = field(default_factory=dict)  # name -> max z
+    # name -> max_j |wrong_j - exact_j| / se_j: the z the control would reach with the mean exactly on the truth
+    negative_control_expected_z: dict[str, float] = field(default_factory=dict)
+    kind: str = "monte_carlo"
 
     @property
     def controls_rejected(self) -> bool:
-        return all(self.negative_controls.values())
+        """Every wrong formula rejected, and there is at least one (a check without controls has no teeth)."""
+        return bool(self.negative_controls) and all(self.negative_controls.values())
+
+    @property
+    def control_margins(self) -> dict[str, float]:
+        """name -> expected gap / threshold (at least :data:`CONTROL_MARGIN` for a strong control)."""
+        return {name: gap / self.threshold for name, gap in self.negative_control_expected_z.items()}
+
+    @property
+    def controls_strong(self) -> bool:
+        return bool(self.negative_controls) and all(m >= CONTROL_MARGIN for m in self.control_margins.values())
+
+    @property
+    def power_ok(self) -> bool:
+        return self.detectable_rel_error <= POWER_TARGET
 
 
 class ZTest:
@@ -220,10 +281,12 @@ class ZTest:
 
     Built once from the estimate and the exact value (which fix the
     deterministic-entry tolerance); :meth:`compare` then tests any formula.
+    ``dof``: the statistic is Student-t with that many degrees of freedom (a mean
+    over ``dof + 1`` replicates); the threshold is then a t quantile.
     """
 
     def __init__(self, mean: np.ndarray, stderr: np.ndarray, exact: np.ndarray, samples: int, k: float = DEFAULT_K,
-                 reference: float | None = None):
+                 reference: float | None = None, dof: float | None = None):
         self.mean = np.asarray(mean, dtype=np.float64)
         self.stderr = np.asarray(stderr, dtype=np.float64)
         self.exact = np.asarray(exact, dtype=np.float64)
@@ -236,12 +299,22 @@ class ZTest:
         self.tol = DETERMINISTIC_ULPS * FLOAT64_EPS * scale
         self.deterministic = self.stderr <= self.tol
         stochastic_entries = int(np.count_nonzero(~self.deterministic))
-        self.threshold = bonferroni_threshold(stochastic_entries, k)
+        # dof: Student-t quantiles for a mean over few replicates (None: normal, many samples)
+        self.threshold = bonferroni_threshold(stochastic_entries, k, dof)
         self.alpha = single_entry_alpha(k)
         self.detectable_abs_error = np.where(self.deterministic, self.tol, self.threshold * self.stderr)
         exact_max = max(float(np.max(np.abs(self.exact), initial=0.0)), reference or 0.0)
         worst = float(np.max(self.detectable_abs_error, initial=0.0))
         self.detectable_rel_error = worst / exact_max if exact_max > 0 else math.inf
+
+    def expected_z(self, formula_values: np.ndarray) -> float:
+        """max_j |formula_j - exact_j| / se_j: the z a wrong formula reaches when the mean sits on the exact value."""
+        gap = np.abs(np.asarray(formula_values, dtype=np.float64) - self.exact)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(self.deterministic, self.threshold * gap / self.tol if self.tol > 0 else np.inf * gap,
+                         gap / self.stderr)
+        z = np.where(np.isnan(z), np.inf, z)
+        return float(np.max(z, initial=0.0))
 
     def compare(self, formula_values: np.ndarray) -> Comparison:
         values = np.asarray(formula_values, dtype=np.float64)
@@ -316,10 +389,13 @@ def run_montecarlo(check, samples: int | None = None, device: torch.device | str
     own = test.compare(exact)
     controls: dict[str, bool] = {}
     control_z: dict[str, float] = {}
+    expected_z: dict[str, float] = {}
     for name, formula in check.wrong.items():
-        comparison = test.compare(formula(instance))
+        values = np.asarray(formula(instance), dtype=np.float64)
+        comparison = test.compare(values)
         controls[name] = comparison.rejected
         control_z[name] = comparison.max_z
+        expected_z[name] = test.expected_z(values)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -329,5 +405,5 @@ def run_montecarlo(check, samples: int | None = None, device: torch.device | str
         alpha=test.alpha, passed=not own.rejected, deterministic=test.deterministic,
         deterministic_tol=test.tol, detectable_abs_error=test.detectable_abs_error,
         detectable_rel_error=test.detectable_rel_error, negative_controls=controls,
-        negative_control_z=control_z,
+        negative_control_z=control_z, negative_control_expected_z=expected_z,
     )

@@ -2,8 +2,8 @@
 
 Every Monte Carlo check passes at its ``ci_samples`` and rejects its negative
 controls; the deterministic checks pass at small settings and flag their wrong
-variants; the conditional estimator agrees statistically with the brute-force
-forward pass; SGD training of the full model keeps u12, u21 at 0 within noise
+variants; the conditional estimators agree with the brute-force forward pass
+(statistically, and exactly where a cubature over w makes it an identity); SGD training of the full model keeps u12, u21 at 0 within noise
 and drives u U11 to Gamma^{-1}.
 """
 
@@ -95,6 +95,78 @@ def test_conditional_estimator_agrees_with_brute_force(case):
         assert abs(float(conditional.mean) - exact) < 5.0 * float(conditional.stderr)
 
 
+def test_context_estimator_agrees_with_brute_force():
+    """E[loss | context] (w, x_q integrated out) and the plain forward-pass loss estimate the same mean."""
+    instance = lsa.instance_maker("full")(np.random.default_rng(7))
+    brute = _moments(lsa.loss_samples, instance, 300_000, seed=1)
+    context = _moments(lsa.context_loss_samples, instance, 20_000, seed=2, batch=10_000)
+    z = abs(float(brute.mean) - float(context.mean)) / math.hypot(float(brute.stderr), float(context.stderr))
+    assert z < 5.0, (float(brute.mean), float(context.mean), z)
+    assert float(context.variance) < 0.1 * float(brute.variance)
+
+
+def _forward_pass_cubature_over_w(instance, x, xq, W_PV, W_KQ):
+    """E_w of the forward-pass loss for fixed x, x_q by the 3-point Gauss-Hermite rule in each w coordinate
+    (exact: the loss is of degree 4 in w)."""
+    d = x.shape[-1]
+    nodes, weights = lsa.hermite_cubature(d, 3)
+    w = torch.as_tensor(nodes)[:, None, :].expand(len(nodes), x.shape[0], d)
+    prompts = {"x": x.expand(len(nodes), *x.shape), "xq": xq.expand(len(nodes), *xq.shape), "w": w,
+               "y": (x.expand(len(nodes), *x.shape) @ w.unsqueeze(-1)).squeeze(-1)}
+    yhat, target = lsa.prediction_and_target(prompts, W_PV, W_KQ)
+    return (0.5 * (yhat - target) ** 2 * torch.as_tensor(weights)[:, None]).sum(0)
+
+
+@pytest.mark.parametrize("kind", ["full", "zero_cross", "minimizer"])
+def test_conditional_formula_is_the_forward_pass_integrated_over_w(kind):
+    """Identity to rounding: loss_given_query = E_w[forward-pass loss] (cubature over w), and its gradient
+    (autograd through both) agrees; the closed-form gradient_given_context = autograd of loss_given_context."""
+    instance = lsa.instance_maker(kind)(np.random.default_rng(3))
+    d, N = 3, int(instance["N"])
+    generator = torch.Generator().manual_seed(0)
+    prompts = lsa.sample_prompts(instance["Lambda"], N, (50,), generator, "cpu")
+    x, xq = prompts["x"], prompts["xq"]
+    pv_full = torch.as_tensor(instance["W_PV"]).clone().requires_grad_(True)
+    kq_full = torch.as_tensor(instance["W_KQ"]).clone().requires_grad_(True)
+    brute = _forward_pass_cubature_over_w(instance, x, xq, pv_full, kq_full)
+    S = x.transpose(1, 2) @ x / N
+    formula = lsa.loss_given_query(pv_full[d], kq_full[:, :d], S, xq, N)
+    torch.testing.assert_close(formula, brute, rtol=1e-11, atol=1e-11)
+    g_brute = torch.autograd.grad(brute.sum(), (pv_full, kq_full))
+    g_formula = torch.autograd.grad(formula.sum(), (pv_full, kq_full))
+    for a, b in zip(g_formula, g_brute):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # closed-form gradient of E[loss | context] = autograd
+    chol = torch.as_tensor(np.linalg.cholesky(instance["Lambda"]))
+    wpv, wkq = torch.as_tensor(instance["W_PV"]), torch.as_tensor(instance["W_KQ"])
+    pv = wpv[d].expand(50, 1, d + 1).clone().requires_grad_(True)
+    K = wkq[:, :d].expand(50, 1, d + 1, d).clone().requires_grad_(True)
+    g_pv, g_K = torch.autograd.grad(lsa.loss_given_context(pv, K, S, chol, N).sum(), (pv, K))
+    closed = lsa.gradient_given_context(wpv[d], wkq[:, :d], S, chol, N)
+    auto = {"u12": g_pv[:, 0, :d], "u": g_pv[:, 0, d:], "U11": g_K[:, 0, :d].reshape(50, -1), "u21": g_K[:, 0, d]}
+    for name in auto:
+        torch.testing.assert_close(closed[name], auto[name], rtol=1e-10, atol=1e-10)
+
+
+def test_query_cubature_is_exact_for_the_loss_given_the_context():
+    """E_{x_q}[loss_given_query] by the even 4-point rule = by a 6-point full rule (both exact: degree 6)."""
+    instance = lsa.instance_maker("full")(np.random.default_rng(4))
+    d, N = 3, 4
+    S, chol, _, _ = lsa._context_draws(instance, 20, torch.Generator().manual_seed(1), "cpu")
+    wpv, wkq = torch.as_tensor(instance["W_PV"]), torch.as_tensor(instance["W_KQ"])
+    nodes, weights = lsa.hermite_cubature(d, 6)
+    xq = torch.as_tensor(nodes) @ chol.T
+    reference = lsa.loss_given_query(wpv[d], wkq[:, :d], S[:, None], xq[None], N) @ torch.as_tensor(weights)
+    torch.testing.assert_close(lsa.loss_given_context(wpv[d], wkq[:, :d], S, chol, N), reference, rtol=1e-11,
+                               atol=1e-11)
+
+
+def test_cross_gradient_symmetry_check_is_exact_and_its_wrong_variant_fails():
+    report = lsa.cross_gradient_symmetry_check(samples=300, seed=2)
+    assert report["passed"], report["detail"]
+    assert report["error"] <= report["tolerance"] and all(report["negative_controls"].values())
+
+
 # --------------------------------------------------------------- the declared checks
 @pytest.mark.parametrize("index", range(len(MC_CHECKS)),
                          ids=[f"{c.id}:{c.description[:40]}" for c in MC_CHECKS])
@@ -136,7 +208,7 @@ def test_training_keeps_cross_blocks_at_zero_and_finds_gamma_inverse(tmp_path):
 
 def test_deterministic_checks_are_declared():
     runs = {c.run for c in lsa.CHECKS if isinstance(c, DeterministicCheck)}
-    assert runs == {lsa.prediction_check, lsa.flow_check, lsa.training_check}
+    assert runs == {lsa.prediction_check, lsa.cross_gradient_symmetry_check, lsa.flow_check, lsa.training_check}
 
 
 # ------------------------------------------------------------------- command line
@@ -154,7 +226,8 @@ def test_samplers_run_on_cuda():
     device = torch.device("cuda")
     inst = lsa.instance_maker("full")(np.random.default_rng(0))
     generator = torch.Generator(device=device).manual_seed(0)
-    for sampler in (lsa.loss_samples, lsa.conditional_loss_samples, lsa.gradient_sampler("u12", "u21")):
+    for sampler in (lsa.loss_samples, lsa.conditional_loss_samples, lsa.gradient_sampler("u12", "u21"),
+                    lsa.context_loss_samples, lsa.context_gradient_sampler("U11", "u", "u12", "u21")):
         values = sampler(inst, 1000, generator, device)
         assert values.device.type == "cuda" and torch.isfinite(values).all()
     report = dyn.training_experiment(seed=0, device=device, **{**dyn.TRAINING_SMALL, "horizon": 3.0})
