@@ -82,3 +82,12 @@ RESULTS = [
         remarks=("The 15 Wick pairings of the six factors, collected into matrix form; no source states it.",),
     ),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main
+
+    sys.exit(run(lambda argv: topic_main("derive.gaussian_moments", argv)))

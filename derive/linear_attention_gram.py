@@ -276,3 +276,12 @@ RESULTS = [
                  "the features must come from a previous layer or a positional mechanism.",),
     ),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main
+
+    sys.exit(run(lambda argv: topic_main("derive.linear_attention_gram", argv)))
