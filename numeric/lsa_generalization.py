@@ -18,9 +18,9 @@ Checks (``CHECKS``)
   S, Sq, Ψ, σ = 0.7): the sample mean of :math:`(\hat y - y_q)^2` against the
   derived ``test_error``.  Controls: the seed's Theorem 4.2 (the variance term
   without 1/M) and the unshifted formula (S, Sq, Ψ replaced by Λ, Λ, I).
-  Measured at seed 0 (200k samples): z ≈ 0.4 (M = 2) and 0.9 (M = 9) for the
-  derived form; the seed's form z ≈ 26 (M = 2) and ≈ 430 (M = 9) — its gap
-  grows like M − 1; the unshifted formula z > 100.
+  Measured at seeds 0..6 (default samples): max z ≤ 1.7 for the derived form;
+  the seed's form z ≈ 320–400 (M = 2) and ≈ 1400–2800 (M = 9) — its gap grows
+  like M − 1; the unshifted formula z ≈ 45–220.
 * ``lsa.covariate_shift``: the conditional mean E[ŷ | q, w] at fixed query
   and task with covariates scaled by c ∈ [1.5, 2] (S = c²Λ), N = 4, M = 3:
   the derived c² qᵀΓ⁻¹Λw.  Controls: the seed's c² qᵀw (its N → ∞ form) and
@@ -236,7 +236,7 @@ CHECKS = [
                     sample=test_error_samples,
                     wrong={"seed Theorem 4.2 (variance term without 1/M)": seed_theorem,
                            "unshifted formula (S = Sq = Lambda, Psi = I)": unshifted_formula},
-                    samples=800_000, ci_samples=100_000, batch=50_000,
+                    samples=1_000_000, ci_samples=100_000, batch=50_000,
                     description="forward pass at a global minimizer, test length M = 2 < N = 5, shifted S, Sq, Psi, "
                                 "noise"),
     MonteCarloCheck(id="lsa.test_error", instance=test_error_instance(M=9), exact=exact_test_error,
