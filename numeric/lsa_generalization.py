@@ -124,7 +124,9 @@ def variance_part(instance: dict[str, Any]) -> float:
 # ------------------------------------------------------------------ lsa.test_error
 def test_error_instance(M: int, N: int = 5, d: int = 3):
     def make(rng: np.random.Generator) -> dict[str, Any]:
-        lam, S, Sq, Psi = (random_spd(rng, d) for _ in range(4))
+        lam, Psi = random_spd(rng, d), random_spd(rng, d)
+        # context and query covariates larger than in training: a definite shift, never close to the unshifted error
+        S, Sq = random_spd(rng, d, 1.5, 2.5), random_spd(rng, d, 1.5, 2.5)
         c = float(rng.uniform(0.5, 2.0) * rng.choice([-1.0, 1.0]))
         wpv, wkq = minimizer_matrices(rng, gamma(lam, N), c)
         return {"Lambda": lam, "S": S, "Sq": Sq, "Psi": Psi, "sigma": 0.7, "N": N, "M": M, "W_PV": wpv,
