@@ -149,6 +149,19 @@ def test_error() -> dict:
 
 
 @functools.lru_cache(maxsize=None)
+def test_error_any_product() -> Polynomial:
+    """E(ŷ − y_q)² for any LSA on the subspace u12 = u21 = 0 with u·U11 = V (V general, not symmetric).
+
+    The same forward pass and pairing as ``test_error``; used to compare a *trained* model with the theory
+    (``numeric/lsa_shift.py``), whose u·U11 is only close to Γ⁻¹.
+    """
+    ctx = declare(gaussians={"x": "S", "q": "Sq", "w": "Psi", "eps": "sigma**2"}, scalars=["sigma"], counts=["M"],
+                  latex_names=LATEX_NAMES)
+    minimizer = {"U11": P("V"), "u": P("1"), "u12": P("zeros(d, 1)"), "u21": P("zeros(d, 1)")}
+    return expectation(g.Pow(g.Sub(test_prediction(minimizer=minimizer), P("w.T @ q + eps")), 2), ctx)
+
+
+@functools.lru_cache(maxsize=None)
 def general_theorem() -> dict:
     """Theorem 4.2 for any D with x-marginal N(0, Λ): second-moment algebra on stand-ins.
 

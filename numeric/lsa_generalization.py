@@ -63,10 +63,15 @@ def embed(x: torch.Tensor, y: torch.Tensor, xq: torch.Tensor) -> torch.Tensor:
 
 
 def lsa_predict(E: torch.Tensor, W_PV: torch.Tensor, W_KQ: torch.Tensor) -> torch.Tensor:
-    """ŷ = [E + W^PV E (Eᵀ W^KQ E)/M]_{d+1, M+1}, M = number of context columns (ρ = M at test time)."""
+    """ŷ = [E + W^PV E (Eᵀ W^KQ E)/M]_{d+1, M+1}, M = number of context columns (ρ = M at test time).
+
+    Only the last column of f(E) is formed, associated as E e + W^PV (E Eᵀ) (W^KQ E e)/M with e the last
+    unit vector: the same product (matrix multiplication is associative), without the (M+1)×(M+1) attention.
+    """
     M = E.shape[-1] - 1
-    out = E + (W_PV @ E) @ (E.transpose(-1, -2) @ (W_KQ @ E)) / M
-    return out[..., -1, -1]
+    query = E[..., -1:]
+    column = query + W_PV @ ((E @ E.transpose(-1, -2)) @ (W_KQ @ query)) / M
+    return column[..., -1, 0]
 
 
 def on(device, array) -> torch.Tensor:
