@@ -208,17 +208,17 @@ def derive_test_error() -> Derivation:
                                                            "split exactly), the query, the task and the noise; `c` "
                                                            "cancels: every global minimizer predicts alike"),
             Step(UNSHIFTED, t["unshifted"], "the training distribution at test time, no noise"),
-            Step("err_at_M_eq_N", t["at_M_equals_N_raw"], "`err_unshifted` at test length `M = N`"),
+            Step("err_MN", t["at_M_equals_N_raw"], "`err_unshifted` at test length `M = N`"),
             Step("tr(Lambda**2 @ inv(Gamma)**2 @ (Gamma_written - Gamma))", t["by_definition"],
                  "zero, `Gamma_written` being `Gamma` written out (lsa.reduced_loss)"),
-            Step("err_at_M_eq_N - tr(Lambda**2 @ inv(Gamma)**2 @ (Gamma_written - Gamma))", t["at_M_equals_N"],
+            Step("err_MN - tr(Lambda**2 @ inv(Gamma)**2 @ (Gamma_written - Gamma))", t["at_M_equals_N"],
                  "so at `M = N` the error is ..."),
             Step("2 * (at(ltilde, U11=c * inv(Gamma), u=1/c) + tr(Lambda)/2)", t["twice_minimum"],
                  "... twice the minimum of the population loss (lsa.minimizer), as it must: the loss is half the "
                  "squared error at `M = N`"),
-            Step("err_lim_M", t["limit_M"], "`err_unshifted` as `M` goes to infinity (each coefficient's limit): the bias "
+            Step("err_Minf", t["limit_M"], "`err_unshifted` as `M` goes to infinity (each coefficient's limit): the bias "
                                                               "`tr(Lambda @ (I - inv(Gamma) @ Lambda)**2)` is left"),
-            Step("at(err_lim_M, Gamma=Lambda)", t["limit_NM"], "`Gamma` tends to `Lambda` as `N` goes to infinity (`Gamma - Lambda = "
+            Step("err_NMinf", t["limit_NM"], "`Gamma` tends to `Lambda` as `N` goes to infinity (`Gamma - Lambda = "
                                                                   "(Lambda + tr(Lambda) * I)/N`)"),
             Step("E((q.T @ inv(Gamma) @ mh - a.T @ q - r)**2)", gt["err"],
                  "Theorem 4.2 for any `D` with x-marginal N(0, `Lambda`): `yhat = q.T @ inv(Gamma) @ mh`, `mh` the "
@@ -231,13 +231,14 @@ def derive_test_error() -> Derivation:
                  "the bias with `Gamma - Lambda` written out: the bracket of `1/N**2` terms"),
             Step("E(x @ x.T * (w.T @ x + eps)**2) - Lambda @ w @ w.T @ Lambda", gt["Sigma_linear"],
                  "`Sigma` for the linear task given `w` (`x` ~ N(0, `Lambda`)); `a = w`, `epsstar = sigma**2`"),
-            Step("E(at(thm_4_2, a=w, epsstar=sigma**2, Sigma=Sigma_w)) - at(err, S=Lambda, Sq=Lambda)", li["residual"],
+            Step("E(at(thm42, a=w, epsstar=sigma**2, Sigma=Sigma_w)) - at(err, S=Lambda, Sq=Lambda)", li["residual"],
                  "averaged over `w` ~ N(0, `Psi`), the general form is the linear-task error: the two derivations "
                  "agree"),
         ),
         values={"test_error": t["err"], "unshifted": t["unshifted"], "at_M_equals_N": t["at_M_equals_N"],
                 "limit_M": t["limit_M"], "limit_NM": t["limit_NM"]},
-        context=t["context"], definitions={"yhat": t["yhat"], "err": t["err"]})
+        context=t["context"], definitions={"yhat": t["yhat"], "err": t["err"], "err_MN": t["at_M_equals_N"],
+                                           "err_Minf": t["limit_M"], "err_NMinf": t["limit_NM"]})
 
 
 # ---------------------------------------------------------------- lsa.covariate_shift
@@ -312,14 +313,14 @@ RESULTS = [
     Result(id="lsa.test_error", title="The prediction error of the trained LSA at test length `M` (Theorem 4.2)",
            equations=(Equation("E((yhat - w.T @ q - eps)**2)", TEST_ERROR, value="test_error"),
                       Equation(UNSHIFTED, UNSHIFTED_FORM, value="unshifted"),
-                      Equation(AT_M_EQUALS_N, value="at_M_equals_N"),
-                      Equation(LIMIT_M, value="limit_M"),
-                      Equation("0", value="limit_NM")),
+                      Equation("err_MN", AT_M_EQUALS_N, value="at_M_equals_N"),
+                      Equation("err_Minf", LIMIT_M, value="limit_M"),
+                      Equation("err_NMinf", "0", value="limit_NM")),
            derive=derive_test_error,
            sources=(Source(ZFB2024, "Theorem 4.2"), Source(WU2025, "Theorem 4.2")),
            assumptions=MODEL,
            remarks=("The equations in order: the error for general shifts; the training distribution at test time "
-                    "(no noise); at `M = N` it is `tr(Lambda) - tr(Lambda**2 @ inv(Gamma))`, twice the minimum "
+                    "(no noise) `err_unshifted`; at `M = N` (`err_MN`) it is `tr(Lambda) - tr(Lambda**2 @ inv(Gamma))`, twice the minimum "
                     "`tr(Lambda)/2 - tr(Lambda**2 @ inv(Gamma))/2` of the population loss; as `M` goes to infinity the bias "
                     "`tr(Lambda @ (I - inv(Gamma) @ Lambda)**2)` is left; as `N` and `M` go to infinity nothing.",
                     "Theorem 4.2 in the seed's generality (any `D` with x-marginal N(0, `Lambda`), `a = "

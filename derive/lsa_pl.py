@@ -86,7 +86,7 @@ def derive_pl() -> Derivation:
             Step("tr(grad(ltilde, U11).T @ (-grad(ltilde, U11))) + grad(ltilde, u) * (-grad(ltilde, u))", p["decay"],
                  "the chain rule along the flow: the loss decreases at the rate of the squared gradient norm"),
             Step(INITIAL, p["initial"], "the loss at the balanced start"),
-            Step("u_lower_squared", p["u_lower"],
+            Step("u_low**2", p["u_lower"],
                  "the loss never exceeds its value at the start, the quadratic term is non-negative, Cauchy–Schwarz "
                  "`tr(Lambda**2 @ U11.T) <= tr(Lambda**4)**(1/2) * tr(U11 @ U11.T)**(1/2)` and the balanced "
                  "invariant `tr(U11 @ U11.T) = u**2` (lsa.balanced_invariant) with `u > 0` (Lemma A.4): `u**2` stays "
@@ -114,7 +114,7 @@ RESULTS = [
                         "by the seed's condition on `sigma` when `Lambda @ Theta` is not zero)"),
            remarks=("The inequality: the squared gradient norm is at least `mu_t * (ltilde - ltilde_star)` with "
                     "`mu_t = 2 * u**2/(tr(inv(Gamma) @ inv(Lambda)) * tr(inv(Lambda)))` at every time, and "
-                    "`u**2 >= u_lower_squared`, so `mu` is a uniform constant and "
+                    "`u**2 >= u_low**2`, so `mu` is a uniform constant and "
                     "the excess loss at time `t` is at most exp(-`mu` `t`) times the excess loss at the start.",
                     "Seed discrepancy (the PL constant): the seed's `mu` (Lemma 5.4 as transcribed) replaces "
                     "minus the initial loss by its lower bound `sigma**2 * tr(Theta.T @ Lambda**2 @ Theta) * (2 - d**(1/2) * "
@@ -125,6 +125,6 @@ RESULTS = [
                     "excess loss against both constants. Over seeds 0-9 (9 trajectories each, `d` = 3, `N` in 2, 5, "
                     "20, `sigma**2` at 0.1, 0.5 and 0.9 of the seed's bound) the measured minimum ratio is 8 to 174 "
                     "times the derived `mu` and 20 to 531 times the seed's constant; every trajectory satisfies both, "
-                    "and at seeds 0, 3 and 4 `u**2` stays 1.4 to 2.8 times above `u_lower_squared`. The derived `mu` is 1.2 to 13 times "
+                    "and at seeds 0, 3 and 4 `u**2` stays 1.4 to 2.8 times above `u_low**2`. The derived `mu` is 1.2 to 13 times "
                     "larger than the seed's.")),
 ]
