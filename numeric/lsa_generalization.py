@@ -238,21 +238,20 @@ def limit_check(samples=None, device=None, seed: int = 0) -> dict[str, Any]:
     return {"passed": passed, "detail": detail}
 
 
+def test_error_check(M: int, samples: int) -> MonteCarloCheck:
+    relation = "<" if M < 5 else ">"
+    return MonteCarloCheck(id="lsa.test_error", instance=test_error_instance(M=M), exact=exact_test_error,
+                           sample=test_error_samples,
+                           wrong={"seed Theorem 4.2 (variance term without 1/M)": seed_theorem,
+                                  "unshifted formula (S = Sq = Lambda, Psi = I)": unshifted_formula},
+                           samples=samples, ci_samples=100_000, batch=100_000,
+                           description=f"forward pass at a global minimizer, test length M = {M} {relation} N = 5, "
+                                       "shifted S, Sq, Psi, noise")
+
+
 CHECKS = [
-    MonteCarloCheck(id="lsa.test_error", instance=test_error_instance(M=2), exact=exact_test_error,
-                    sample=test_error_samples,
-                    wrong={"seed Theorem 4.2 (variance term without 1/M)": seed_theorem,
-                           "unshifted formula (S = Sq = Lambda, Psi = I)": unshifted_formula},
-                    samples=1_000_000, ci_samples=100_000, batch=50_000,
-                    description="forward pass at a global minimizer, test length M = 2 < N = 5, shifted S, Sq, Psi, "
-                                "noise"),
-    MonteCarloCheck(id="lsa.test_error", instance=test_error_instance(M=9), exact=exact_test_error,
-                    sample=test_error_samples,
-                    wrong={"seed Theorem 4.2 (variance term without 1/M)": seed_theorem,
-                           "unshifted formula (S = Sq = Lambda, Psi = I)": unshifted_formula},
-                    samples=400_000, ci_samples=100_000, batch=50_000,
-                    description="forward pass at a global minimizer, test length M = 9 > N = 5, shifted S, Sq, Psi, "
-                                "noise"),
+    test_error_check(2, 2_200_000),
+    test_error_check(9, 1_000_000),
     MonteCarloCheck(id="lsa.covariate_shift", instance=scaled_instance, exact=exact_conditional,
                     sample=conditional_samples,
                     wrong={"seed: c**2 * q.T @ w at finite N": seed_c_squared,
