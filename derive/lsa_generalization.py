@@ -20,7 +20,7 @@ Results
 -------
 * `lsa.test_error`: E(ŷ − y_q)² for general d, N, M, S, Sq, Psi, σ; the
   special cases S = Sq = Λ, Psi = I, σ = 0; M = N (twice the minimum of the
-  population loss); M → ∞; N, M → ∞.  Theorem 4.2 in the seed's generality
+  population loss); M → ∞; N, M → ∞.  Theorem 4.2 in the slides' generality
   (any D with x-marginal N(0, Λ), a = Λ⁻¹E[xy], Σ = Cov(xy), ε*) is derived
   in the steps as general second-moment algebra.
 * `lsa.covariate_shift`: the conditional mean E[ŷ | q, w] = qᵀΓ⁻¹Sw for every
@@ -174,7 +174,7 @@ def general_theorem() -> dict:
     err = expectation("(q.T @ inv(Gamma) @ mh - a.T @ q - r)**2", ctx)
     form = Polynomial.of(GENERAL_FORM, ctx)
     bias = Polynomial.of("a.T @ (Gamma - Lambda) @ inv(Gamma) @ Lambda @ inv(Gamma) @ (Gamma - Lambda) @ a", ctx)
-    # Γ − Λ written out from the definition of Γ: the seed's bracket of 1/N² terms
+    # Γ − Λ written out from the definition of Γ: the slides' bracket of 1/N² terms
     bias_written = Polynomial.of("a.T @ D @ inv(Gamma) @ Lambda @ inv(Gamma) @ D @ a", ctx,
                                  {"D": gamma_written(ctx) - Polynomial.of("Lambda", ctx)})
     # the linear task given w: a = w, ε* = σ², Σ = E[x y² xᵀ] − Λwwᵀ Λ
@@ -225,8 +225,8 @@ def derive_test_error() -> Derivation:
                  "mean of `y[i] * x[i]`, the target `a.T @ q + r` with `E(q * r) = 0`, `E(r**2) = epsstar`; a degree-2 "
                  "polynomial, so only first and second moments enter (general moment algebra) and the engine "
                  "computes it with stand-ins `mh` (mean `Lambda @ a`, covariance `Sigma/M`), `q`, `r`"),
-            Step(f"E((q.T @ inv(Gamma) @ mh - a.T @ q - r)**2) - ({GENERAL_FORM})", gt["residual"],
-                 "so the general form holds; the variance term carries `1/M`"),
+            Step("E((q.T @ inv(Gamma) @ mh - a.T @ q - r)**2) - thm42", gt["residual"],
+                 f"with `thm42` the general form `{GENERAL_FORM}`: it holds, and the variance term carries `1/M`"),
             Step("a.T @ (Gamma - Lambda) @ inv(Gamma) @ Lambda @ inv(Gamma) @ (Gamma - Lambda) @ a", gt["bias_written"],
                  "the bias with `Gamma - Lambda` written out: the bracket of `1/N**2` terms"),
             Step("E(x @ x.T * (w.T @ x + eps)**2) - Lambda @ w @ w.T @ Lambda", gt["Sigma_linear"],
@@ -285,21 +285,23 @@ def derive_covariate_shift() -> Derivation:
                  "`Gamma` replaced by its limit `Lambda`: the conditional mean is `c**2` times the target, for every `M`"),
             Step("err_inf", s["err_inf"], "the `N` and `M` to infinity limit of lsa.test_error (each coefficient's limit in "
                                           "`M`, then `Gamma` replaced by its limit `Lambda`)"),
-            Step(f"err_inf - ({LIMIT_FORM})", s["limit_residual"], "its form: `(S @ inv(Lambda) - I)` is what "
-                                                                   "survives"),
+            Step("err_inf - err_form", s["limit_residual"], f"with `err_form` = `{LIMIT_FORM}`: its form, in "
+                                                             "which `S @ inv(Lambda) - I` is what survives"),
             Step("at(err_inf, S=Lambda, sigma=0)", s["query_task_shift"],
                  "context tokens from the training law: any query shift `Sq` and any task shift `Psi` are "
                  "tolerated"),
-            Step("at(err_inf, S=c**2 * Lambda, Sq=Lambda, Psi=I, sigma=0)", s["context_shift"],
-                 "a context shift alone is not"),
-            Step("at(err_inf, S=c**2 * Lambda, Sq=c**2 * Lambda, Psi=I, sigma=0)", s["limit_error"],
-                 "all test covariates scaled by `c`"),
-            Step("at(err, S=c**2 * Lambda, Sq=c**2 * Lambda, Psi=I, sigma=0, Gamma=Lambda)", s["scaled_err_n"],
-                 "at finite `M` the error is larger by a variance term of order `1/M`"),
+            Step("err_ctx", s["context_shift"], "`err_inf` at `S = c**2 * Lambda`, `Sq = Lambda`, `Psi = I`, "
+                                                "`sigma = 0`: a context shift alone is not tolerated"),
+            Step("err_c", s["limit_error"], "`err_inf` with all test covariates scaled by `c`: `S = Sq = c**2 * "
+                                            "Lambda`, `Psi = I`, `sigma = 0`"),
+            Step("err_scaled", s["scaled_err_n"],
+                 "`err` at `S = Sq = c**2 * Lambda`, `Psi = I`, `sigma = 0` and `Gamma` replaced by its limit "
+                 "`Lambda`: at finite `M` the error is larger by a variance term of order `1/M`"),
         ),
         values={"limit_error": s["limit_error"], "context_shift": s["context_shift"],
                 "query_task_shift": s["query_task_shift"]},
-        context=s["context"], definitions={"err_inf": s["err_inf"], "K_inf": s["K_inf"]})
+        context=s["context"], definitions={"err_inf": s["err_inf"], "K_inf": s["K_inf"], "err_ctx": s["context_shift"],
+                                           "err_c": s["limit_error"]})
 
 
 # ---------------------------------------------------------------- the registry
@@ -323,38 +325,38 @@ RESULTS = [
                     "(no noise) `err_unshifted`; at `M = N` (`err_MN`) it is `tr(Lambda) - tr(Lambda**2 @ inv(Gamma))`, twice the minimum "
                     "`tr(Lambda)/2 - tr(Lambda**2 @ inv(Gamma))/2` of the population loss; as `M` goes to infinity the bias "
                     "`tr(Lambda @ (I - inv(Gamma) @ Lambda)**2)` is left; as `N` and `M` go to infinity nothing.",
-                    "Theorem 4.2 in the seed's generality (any `D` with x-marginal N(0, `Lambda`), `a = "
+                    "Theorem 4.2 in the slides' generality (any `D` with x-marginal N(0, `Lambda`), `a = "
                     "inv(Lambda) @ E(x * y)`, `Sigma` the covariance of `x * y`, the best linear error `epsstar`) is derived in "
                     "the steps: the error is `epsstar + a.T @ (Gamma - Lambda) @ inv(Gamma) @ Lambda @ inv(Gamma) "
                     "@ (Gamma - Lambda) @ a + tr(Sigma @ inv(Gamma) @ Lambda @ inv(Gamma))/M`. Only the first step "
                     "(the forward pass) and the Gaussian x-marginal of the query (`E(q @ q.T) = Lambda`) are "
                     "specific to the model; the rest is second-moment algebra, valid for any labels.",
-                    "Seed discrepancy: the seed's Theorem 4.2 writes the variance term as "
+                    "Discrepancy with the slides (Wu 2025): the slides' Theorem 4.2 writes the variance term as "
                     "`tr(Sigma @ inv(Gamma)**2 @ Lambda)`, without the factor `1/M`. The derivation has `1/M` (the "
                     "covariance of a mean of `M` i.i.d. terms), and the Monte Carlo check of the literal forward "
-                    "pass (python -m numeric.confirm lsa.test_error) rejects the seed's form at z of several "
+                    "pass (python -m numeric.confirm lsa.test_error) rejects the slides' form at z of several "
                     "hundred (see numeric/lsa_generalization.py for the measured values) while the derived form "
-                    "passes at z < 5. The bias bracket of `1/N**2` terms in the seed is right: it is the bias above "
+                    "passes at z < 5. The bias bracket of `1/N**2` terms in the slides is right: it is the bias above "
                     "with `Gamma - Lambda = (Lambda + tr(Lambda) * I)/N` written out (a step).")),
     Result(id="lsa.covariate_shift", title="The trained LSA under covariate shift, and the `c**2` scaling",
            equations=(Equation("at(K_inf, S=c**2 * Lambda)", "c**2 * I"),
                       Equation("at(err_inf, S=Lambda, sigma=0)", "0", value="query_task_shift"),
-                      Equation("at(err_inf, S=c**2 * Lambda, Sq=Lambda, Psi=I, sigma=0)",
-                               "(c**2 - 1)**2 * tr(Lambda)", value="context_shift"),
-                      Equation("at(err_inf, S=c**2 * Lambda, Sq=c**2 * Lambda, Psi=I, sigma=0)",
-                               "c**2 * (c**2 - 1)**2 * tr(Lambda)", value="limit_error")),
+                      Equation("err_ctx", "(c**2 - 1)**2 * tr(Lambda)", value="context_shift"),
+                      Equation("err_c", "c**2 * (c**2 - 1)**2 * tr(Lambda)", value="limit_error")),
            derive=derive_covariate_shift,
            sources=(Source(ZFB2024, "Section 4.2"), Source(WU2025, "covariate shifts"), Source(GARG2022)),
            assumptions=MODEL,
            remarks=("`E(yhat) = q.T @ inv(Gamma) @ S @ w` given the query and the task, exactly for every `M`; "
                     "`K_inf = inv(Lambda) @ S` is its matrix as `N` goes to infinity. `err_inf` is the `N` and `M` to infinity limit of "
-                    "the test error: `sigma**2 + tr(Psi @ (S @ inv(Lambda) - I) @ Sq @ (inv(Lambda) @ S - I))`.",
-                    "Seed discrepancy (the `c**2` claim): with test covariates `c * x` (covariance "
+                    "the test error: `sigma**2 + tr(Psi @ (S @ inv(Lambda) - I) @ Sq @ (inv(Lambda) @ S - I))`; `err_ctx` is "
+                    "its value for a context shift `S = c**2 * Lambda` alone, `err_c` for all test covariates "
+                    "scaled by `c` (both without noise, `Psi = I`).",
+                    "Discrepancy with the slides (Wu 2025) (the `c**2` claim): with test covariates `c * x` (covariance "
                     "`c**2 * Lambda`) the conditional mean is `c**2 * q.T @ inv(Gamma) @ Lambda @ w` exactly, for "
                     "every `M`, and `c**2 * q.T @ w` as `N` goes to infinity: the claim holds for the conditional mean. As a "
                     "statement about the prediction itself it holds only as `N` and `M` go to infinity: at finite `M` the error "
                     "exceeds `c**2 * (c**2 - 1)**2 * tr(Lambda)` by a variance term of order `1/M` (a step).",
-                    "The seed's GPT-2 comparison scales the covariance, not the covariates: test covariance "
+                    "The slides' GPT-2 comparison scales the covariance, not the covariates: test covariance "
                     "`c * Lambda` with `c` = 1, 4, 9 is covariates scaled by 1, 2, 3, so there the LSA's "
                     "conditional mean is `c` (not `c**2`) times the target.")),
 ]

@@ -163,7 +163,7 @@ def derive_random_covariance() -> Derivation:
             Step("E(yhat)", r["conditional"], "the trained LSA (`U11 = c * s * I`, `u = 1/c`) on a test prompt with "
                                               "covariance `Lambda`, `q` and `w` held fixed, context averaged"),
             Step("mean_yhat", r["conditional_mean"], "`E(yhat)` averaged over the test `Lambda` at fixed `q`, `w`"),
-            Step("mean_yhat", r["conditional_mean_exp"], "at `s_star`, Exponential(1): the seed's sense of "
+            Step("mean_yhat", r["conditional_mean_exp"], "at `s_star`, Exponential(1): the slides' sense of "
                                                                  "'1/3' in the limit"),
             Step("slope", sc(r["slope"]), "`E(yhat * w.T @ q)/E((w.T @ q)**2)`, all of `Lambda`, `q`, `w` and the "
                                           "context random: the least-squares slope of `yhat` on the target"),
@@ -184,7 +184,7 @@ TEST_ERROR = ("d * (3 * M * N**2 + 2 * M * N * d + 10 * M * N + M * d**2 + 10 * 
               "+ 10 * N**2) / ((3 * N + d + 5)**2 * M)")
 RESULTS = [
     Result(id="lsa.random_covariance",
-           title="Training on random covariances: the trained scale, the prediction and the seed's '1/3'",
+           title="Training on random covariances: the trained scale, the prediction and the slides' '1/3'",
            equations=(Equation("s_star", "N / (3 * N + d + 5)", value="scale"),
                       Equation("s_inf", "1/3", value="scale_limit"),
                       Equation("slope", "2 * N / (3 * N + d + 5)", value="slope"),
@@ -201,7 +201,7 @@ RESULTS = [
            remarks=("For a general law with moments `m1`, `m2`, `m3` the trained `u * U11` is `s * I` with "
                     "`s = N * m2/((N + 2) * m3 + (d - 1) * m1 * m2)` (a step); Exponential(1) gives "
                     "`N/(3 * N + d + 5)`. The test error is `d * (1 - 4 * s + (6 + (2 * d + 10)/M) * s**2)` at that `s`.",
-                    "Seed discrepancy ('1/3'): the seed's limit `E(Lambda**2) @ inv(E(Lambda**3)) @ E(Lambda)` "
+                    "Discrepancy with the slides (Wu 2025) ('1/3'): the slides' limit `E(Lambda**2) @ inv(E(Lambda**3)) @ E(Lambda)` "
                     "= 1/3 is the `N` to infinity limit of `s` (times `m1 = 1`): it holds for the conditional mean "
                     "averaged over the test covariance with the query held fixed, and only as `N` goes to infinity; "
                     "at finite `N` the factor is `N/(3 * N + d + 5)`. When the query is drawn with the test "
