@@ -360,3 +360,12 @@ RESULTS = [
                     "`c * Lambda` with `c` = 1, 4, 9 is covariates scaled by 1, 2, 3, so there the LSA's "
                     "conditional mean is `c` (not `c**2`) times the target.")),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main  # derive/topic.py (python -m derive.<topic> for every topic module)
+
+    sys.exit(run(lambda argv: topic_main("derive.lsa_generalization", argv)))

@@ -129,3 +129,12 @@ RESULTS = [
                     "and in instances 0, 3 and 4 `u**2` stays 1.4 to 2.8 times above `u_low2`. The derived `mu` is 1.2 to 13 times "
                     "larger than the slides'.")),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main  # derive/topic.py (python -m derive.<topic> for every topic module)
+
+    sys.exit(run(lambda argv: topic_main("derive.lsa_pl", argv)))

@@ -209,3 +209,12 @@ RESULTS = [
                     "to 2/3, not 1/3 (the query and the test covariance are dependent). The test error tends to "
                     "`d/3`, not 0, as `N` and `M` go to infinity.")),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main  # derive/topic.py (python -m derive.<topic> for every topic module)
+
+    sys.exit(run(lambda argv: topic_main("derive.lsa_random_covariance", argv)))
