@@ -22,6 +22,9 @@ Checks (``CHECKS``)
   within the same of 0; the seed's 1/3 and the fixed-covariance N/(N + d + 1)
   must be rejected by the same test.
 
+Measured at seeds 0..9: the Monte Carlo max z 2.3, the seed's scale rejected at z = 50–75, the
+fixed-covariance scale at z ≈ 900; least squares gives 0.224–0.236 ± 0.017–0.023 against 0.2273.
+
 Run::
 
     python -m numeric.confirm lsa.random_covariance
