@@ -27,8 +27,8 @@ Checks (``CHECKS``)
   the unscaled qᵀΓ⁻¹Λw (seeds 0..9: derived max z 2.3, the seed's form z = 575–845, unscaled
   z = 360–480).  Plus an exact check that the finite-N, M error
   approaches ``limit_error`` = c²(c² − 1)² tr Λ (N = M = 10⁸), with the
-  context-shift-only value (c² − 1)² tr Λ and c²·(c² − 1)² tr Λ with c ↔ c²
-  (the GPT-2 figure's reading) as wrong variants that must fail.
+  context-shift-only value (c² − 1)² tr Λ and c(c − 1)² tr Λ (the covariance scaled by c, the
+  GPT-2 figure's convention, read as if it scaled the covariates) as wrong variants that must fail.
 
 Run::
 
