@@ -40,3 +40,13 @@ def test_pl_experiment():
 def test_every_result_has_a_check():
     ids = {c.id for m in (gen, rc, pl) for c in m.CHECKS}
     assert ids == {"lsa.test_error", "lsa.covariate_shift", "lsa.random_covariance", "lsa.pl_inequality"}
+
+
+def test_shift_cli_refuses_bad_input_in_one_line(capsys):
+    from derive.cli import run
+    from numeric.lsa_shift import main
+
+    for argv in (["--steps", "5"], ["--seed", "-1"], ["--prompts", "10"], ["--format", "pdf"]):
+        assert run(main, argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and len(err.strip().splitlines()) == 1
