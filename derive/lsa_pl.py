@@ -16,11 +16,11 @@ Gradient flow from the balanced start u(0) = σ, U11(0) = σΘΘᵀ, ‖ΘΘᵀ�
    is ≥ 0, so −ℓ̃(0) ≤ −ℓ̃(t) ≤ u tr(Λ²U11ᵀ) ≤ u ‖Λ²‖_F ‖U11‖_F = u² ‖Λ²‖_F
    (Cauchy–Schwarz, then the balanced invariant ‖U11‖_F² = u², ``lsa.balanced_invariant``,
    and u > 0, Lemma A.4).  Hence u(t)² ≥ −ℓ̃(0)/‖Λ²‖_F whenever ℓ̃(0) < 0
-   (true under the seed's condition σ²√d‖Γ‖_op < 2).
+   (true under the slides' condition σ²√d‖Γ‖_op < 2).
 4. μ = 2(−ℓ̃(0)/‖Λ²‖_F)/(tr(Γ⁻¹Λ⁻¹) tr(Λ⁻¹)), and Grönwall on
    d(ℓ̃ − ℓ*)/dt = −‖∇ℓ̃‖² ≤ −μ(ℓ̃ − ℓ*) gives ℓ̃(t) − ℓ* ≤ e^{−μt}(ℓ̃(0) − ℓ*).
 
-The seed's constant (Lemma 5.4 as transcribed) is the same chain with the
+The slides' constant (Lemma 5.4 as transcribed) is the same chain with the
 looser bounds −ℓ̃(0) ≥ ½σ²‖ΛΘ‖²_F(2 − √dσ²‖Γ‖_op) and ‖Λ²‖_F ≤ √d‖Λ‖²_op: valid,
 smaller.  ``numeric/lsa_pl.py`` measures both against trajectories.
 
@@ -85,42 +85,56 @@ def derive_pl() -> Derivation:
                                     "squared gradient norm is at least `mu_t * (ltilde - ltilde_star)`"),
             Step("tr(grad(ltilde, U11).T @ (-grad(ltilde, U11))) + grad(ltilde, u) * (-grad(ltilde, u))", p["decay"],
                  "the chain rule along the flow: the loss decreases at the rate of the squared gradient norm"),
-            Step(INITIAL, p["initial"], "the loss at the balanced start"),
-            Step("u_lower_squared", p["u_lower"],
+            Step("ltilde0", p["initial"], "the loss at the balanced start, `at(ltilde, u=sigma, U11=sigma * Theta @ Theta.T)`"),
+            Step("u_low2", p["u_lower"],
                  "the loss never exceeds its value at the start, the quadratic term is non-negative, Cauchy–Schwarz "
                  "`tr(Lambda**2 @ U11.T) <= tr(Lambda**4)**(1/2) * tr(U11 @ U11.T)**(1/2)` and the balanced "
                  "invariant `tr(U11 @ U11.T) = u**2` (lsa.balanced_invariant) with `u > 0` (Lemma A.4): `u**2` stays "
                  "above this when the start has negative loss (Lemma A.5, sharpened)"),
-            Step("mu", p["mu"], "`mu_t` at the lower bound of `u**2`: a constant; Grönwall's inequality on "
+            Step("mu", p["mu"], "`mu_t` at the lower bound `u_low2` of `u**2`: a constant; Grönwall's inequality on "
                                 "`ltilde - ltilde_star` then gives the linear rate"),
         ),
         values={"mu": p["mu"], "u_lower_squared": p["u_lower"], "initial_loss": p["initial"],
                 "minimum": p["minimum"]},
-        context=p["context"], definitions={"mu_t": p["mu_t"]})
+        context=p["context"], definitions={"mu_t": p["mu_t"], "ltilde0": p["initial"], "u_low2": p["u_lower"],
+                                           "mu": p["mu"]})
 
 
 RESULTS = [
     Result(id="lsa.pl_inequality",
            title="The Polyak–Łojasiewicz inequality along gradient flow and the linear rate",
-           equations=(Equation(INITIAL, value="initial_loss"),
-                      Equation(U_LOWER, value="u_lower_squared"),
-                      Equation(MU, value="mu")),
+           equations=(Equation("ltilde0", INITIAL, value="initial_loss"),
+                      Equation("u_low2", "-ltilde0 / tr(Lambda**4)**(1/2)", value="u_lower_squared"),
+                      Equation("mu", "2 * u_low2 / (tr(inv(Gamma) @ inv(Lambda)) * tr(inv(Lambda)))", value="mu")),
            where=(("ltilde", "u**2/2 * tr(Gamma @ Lambda @ U11 @ Lambda @ U11.T) - u * tr(Lambda**2 @ U11.T)"),),
            derive=derive_pl,
            sources=(Source(ZFB2024, "Lemma 5.4 and Lemma A.5"), Source(WU2025, "Lemma 5.4"), Source(KARIMI2016)),
            assumptions=("gradient flow on `ltilde` from the balanced start `u = sigma`, `U11 = sigma * Theta @ "
                         "Theta.T` with `tr(Theta @ Theta.T @ Theta @ Theta.T) = 1`",
                         "the start has negative loss, `at(ltilde, u=sigma, U11=sigma * Theta @ Theta.T) < 0` (implied "
-                        "by the seed's condition on `sigma` when `Lambda @ Theta` is not zero)"),
+                        "by the slides' condition on `sigma` when `Lambda @ Theta` is not zero)"),
            remarks=("The inequality: the squared gradient norm is at least `mu_t * (ltilde - ltilde_star)` with "
                     "`mu_t = 2 * u**2/(tr(inv(Gamma) @ inv(Lambda)) * tr(inv(Lambda)))` at every time, and "
-                    "`u**2 >= u_lower_squared`, so `mu` is a uniform constant and "
+                    "`u**2 >= u_low2`, so `mu` is a uniform constant and "
                     "the excess loss at time `t` is at most exp(-`mu` `t`) times the excess loss at the start.",
-                    "Seed discrepancy (the PL constant): the seed's `mu` (Lemma 5.4 as transcribed) replaces "
+                    "Discrepancy with the slides (Wu 2025) (the PL constant): the slides' `mu` (Lemma 5.4 as transcribed) replaces "
                     "minus the initial loss by its lower bound `sigma**2 * tr(Theta.T @ Lambda**2 @ Theta) * (2 - d**(1/2) * "
                     "sigma**2 * g)/2` and `tr(Lambda**4)**(1/2)` by its upper bound `d**(1/2) * l**2`, where `g` and "
                     "`l` are the operator norms of `Gamma` and `Lambda`. It is therefore a valid but looser constant, not a wrong "
                     "one: python -m numeric.confirm lsa.pl_inequality integrates the flow from several balanced "
                     "starts and reports the measured minimum of the ratio of the squared gradient norm to the "
-                    "excess loss against both constants (measured values in numeric/lsa_pl.py).")),
+                    "excess loss against both constants. Over ten random instances (9 trajectories each, `d` = 3, `N` in 2, 5, "
+                    "20, `sigma**2` at 0.1, 0.5 and 0.9 of the slides' bound) the measured minimum ratio is 8 to 174 "
+                    "times the derived `mu` and 20 to 531 times the slides' constant; every trajectory satisfies both, "
+                    "and in instances 0, 3 and 4 `u**2` stays 1.4 to 2.8 times above `u_low2`. The derived `mu` is 1.2 to 13 times "
+                    "larger than the slides'.")),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main  # derive/topic.py (python -m derive.<topic> for every topic module)
+
+    sys.exit(run(lambda argv: topic_main("derive.lsa_pl", argv)))
