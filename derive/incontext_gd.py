@@ -43,9 +43,9 @@ from derive.references import AKYUREK2023, VONOSWALD2023, ZFB2024
 from derive.registry import Derivation, Equation, Result, Source, Step, get
 
 P = g.parse
-LATEX_NAMES = {"n": "N", "u": "u_{-1}", "q": "x_{q}", "eta": "\\eta", "wls": "w_{\\mathrm{LS}}",
-               "WPV11": "W^{PV}_{11}", "wpv12": "w^{PV}_{12}", "wkq12": "w^{KQ}_{12}", "wkq22": "w^{KQ}_{22}",
-               "yhat": "\\hat{y}", "r_next": "r_{+}", "s_next": "s_{+}", "s_open": "s^{\\mathrm{open}}_{+}"}
+LATEX_NAMES = {"n": "N", "u": "{u_{-1}}", "q": "{x_{q}}", "eta": "\\eta", "wls": "{w_{\\mathrm{LS}}}",
+               "WPV11": "{W^{PV}_{11}}", "wpv12": "{w^{PV}_{12}}", "wkq12": "{w^{KQ}_{12}}", "wkq22": "{w^{KQ}_{22}}",
+               "yhat": "\\hat{y}", "r_next": "{r_{+}}", "s_next": "{s_{+}}", "s_open": "{s^{\\mathrm{open}}_{+}}"}
 # One prompt: X (n×d), labels y, query q; weights of one layer in ZFB's blocks.
 DECL = declare(dims=["n"], matrices={"X": "n,d"}, vectors={"y": "n", "q": "d", "w": "d", "wls": "d", "r": "n",
                                                             "u12": "d", "u21": "d", "wpv12": "d", "wkq12": "d"},
@@ -137,8 +137,8 @@ def derive_zfb_preconditioned_gd() -> Derivation:
     z = zfb_step()
     return Derivation(
         steps=(
-            Step("u * U11", z["product"], "every global minimizer of the ZFB loss (`lsa.minimizer`, value "
-                                          "`global_minimizer_product`), with `u12 = u21 = 0`"),
+            Step("u * U11", z["product"], "every global minimizer of the ZFB loss (result lsa.minimizer, its "
+                                          "value global_minimizer_product), with `u12 = u21 = 0`"),
             Step(f"at(yhat, {SUBSPACE}, U11=inv(Gamma)/u)", z["at_minimum"], "the layer's prediction there: "
                                                                               "the scale `u` cancels"),
             Step("q.T @ at(w - inv(Gamma) @ grad(L, w), w=zeros(d, 1))", z["pgd"],
@@ -225,8 +225,9 @@ def derive_depth_t_gd() -> Derivation:
                                                                   "X.T @ y`: so `grad(L, w) = S @ (w - wls)`, "
                                                                   "`S = X.T @ X/n`"),
         Step("at(w - eta * P @ S @ (w - wls), w=(I - T) @ wls)", f["induction"],
-             "the induction step: if `w_t = (I - T) @ wls` with `T = (I - eta * P @ S)**t`, one more step gives "
-             "`(I - (I - eta * P @ S) @ T) @ wls`, the same form with `t + 1`; `w_0 = 0` is `t = 0`"),
+             "the induction step: if the weights after t steps are `(I - T) @ wls` with `T` the t-th power of "
+             "`I - eta * P @ S`, one more step gives `(I - (I - eta * P @ S) @ T) @ wls`, the same form with t + 1; "
+             "the start `w = 0` is t = 0"),
     ]
     for t, residual in f["unrolled"].items():
         steps.append(Step(f"w_{t} - (I - (I - eta * P @ S)**{t}) @ wls", residual,
@@ -267,7 +268,7 @@ RESULTS = [
            sources=(Source(ZFB2024, "Theorem 4.1"), Source(VONOSWALD2023), Source(AKYUREK2023)),
            assumptions=PROMPT + ("the weights are a global minimizer of ZFB's population loss: `u12 = u21 = 0` "
                                  "and `u * U11 = inv(Gamma)`, `Gamma = (1 + 1/N) * Lambda + tr(Lambda)/N * I` "
-                                 "(`lsa.minimizer`), trained with `n = N`",),
+                                 "(result lsa.minimizer), trained with `n = N`",),
            remarks=("The step is `w1 = inv(Gamma) @ X.T @ y / n`: preconditioned by `inv(Gamma)`, not by the "
                     "prompt's `inv(X.T @ X / n)`, so one layer does not return the least-squares solution; as "
                     "`N` grows `Gamma` tends to `Lambda` and the step to the population Newton step.",
@@ -289,8 +290,9 @@ RESULTS = [
                                  "key); the label slots start at `r = y`, `s = 0` and the prediction is `-s`",
                                  "for the closed form: `S = X.T @ X / n` is invertible (`n >= d`, `X` of rank `d`) "
                                  "and `wls = inv(S) @ X.T @ y / n`"),
-           remarks=("Closed form: `w_t = (I - (I - eta * P @ S)**t) @ wls`, so the prediction after `t` layers is "
-                    "`q.T @ wls - q.T @ (I - eta * P @ S)**t @ wls`: it converges to the least-squares "
+           remarks=("Closed form: with `T` the t-th power of `I - eta * P @ S`, the weights after t layers are "
+                    "`(I - T) @ wls` and the prediction is `q.T @ wls - q.T @ T @ wls`: it converges to the "
+                    "least-squares "
                     "prediction when the spectral radius of `I - eta * P @ S` is below 1. The limit is least "
                     "squares, not kernel ridge regression with `lam > 0` as the seed says: a ridge term needs "
                     "`grad(L, w) + lam * w`, i.e. an extra `-eta * lam * P @ w` per layer that the masked layer "
@@ -301,3 +303,12 @@ RESULTS = [
                     "The depth-`t` claim holds with a fixed `P` per layer; trained stacks may use different "
                     "`P` per layer (the numeric experiment reads them off the weights).")),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main
+
+    sys.exit(run(lambda argv: topic_main("derive.incontext_gd", argv)))
