@@ -55,13 +55,13 @@ LATEX_NAMES = {"n": "N", "lam": "\\lambda", "Phi": "\\Phi", "alpha": "\\alpha", 
                "p_next": "{p_{+}}", "rho_agg": "\\rho", "gamma_agg": "\\gamma", "alpha_gate": "{\\alpha_{a}}",
                "r_gate": "{r_{a}}", "astep": "{a^{*}}"}
 LAYER = declare(dims=["n", "m"], matrices={"Phi": "n,m", "Q": "n,m:orthonormal", "R": "m,m"},
-                vectors={"p": "n", "r": "n", "alpha": "n", "y": "n"}, scalars=["lam", "a"], latex_names=LATEX_NAMES)
+                vectors={"p": "n", "res": "n", "alpha": "n", "y": "n"}, scalars=["lam", "a"], latex_names=LATEX_NAMES)
 KERNEL = ("K", "Phi @ Phi.T")
 SYSTEM = "(K + lam * I(n))"
 
 # the token slots: φ (m rows), y, α, r, p (one row each)
-SLOTS = ("phi", "y", "alpha", "r", "p")
-E = [[P("Phi.T")], [P("y.T")], [P("alpha.T")], [P("r.T")], [P("p.T")]]
+SLOTS = ("phi", "y", "alpha", "res", "p")
+E = [[P("Phi.T")], [P("y.T")], [P("alpha.T")], [P("res.T")], [P("p.T")]]
 
 
 def select(slot: str) -> list:
@@ -104,8 +104,8 @@ def derive_kernel_head() -> Derivation:
 
 # ---------------------------------------------------------------- one CG layer
 
-A_CG = ("acg", f"(r.T @ r) / (p.T @ {SYSTEM} @ p)")
-B_CG = ("bcg", f"((r - acg * {SYSTEM} @ p).T @ (r - acg * {SYSTEM} @ p)) / (r.T @ r)")
+A_CG = ("acg", f"(res.T @ res) / (p.T @ {SYSTEM} @ p)")
+B_CG = ("bcg", f"((res - acg * {SYSTEM} @ p).T @ (res - acg * {SYSTEM} @ p)) / (res.T @ res)")
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,15 +114,15 @@ def cg_layer() -> dict:
     head = kernel_head()["head"]
     v_row = head + Polynomial.of("lam * p.T", LAYER)  # the λ-skip: v = (K + λI)p
     read = lambda slot: _poly(block_matmul(select(slot), E))  # noqa: E731  (a 1×n row)
-    rho = read("r") @ read("r").T  # aggregator token: query 1, keys and values the r slot
+    rho = read("res") @ read("res").T  # aggregator token: query 1, keys and values the r slot
     gamma = read("p") @ v_row.T  # keys the p slot, values the v slot
     a = rho / gamma  # the division: not a linear-attention operation
     alpha_next = read("alpha").T + a * read("p").T
-    r_next = read("r").T - a * v_row.T
+    r_next = read("res").T - a * v_row.T
     rho_next = r_next.T @ r_next  # the same aggregator on the new residual
     p_next = r_next + (rho_next / rho) * read("p").T
     gate = Polynomial.of("a", LAYER)
-    alpha_gate, r_gate = read("alpha").T + gate * read("p").T, read("r").T - gate * v_row.T
+    alpha_gate, r_gate = read("alpha").T + gate * read("p").T, read("res").T - gate * v_row.T
     return {"v": v_row.T, "rho_agg": rho, "gamma_agg": gamma, "alpha_next": alpha_next, "r_next": r_next,
             "p_next": p_next, "alpha_gate": alpha_gate, "r_gate": r_gate}
 
@@ -154,19 +154,19 @@ def division_error() -> dict:
 def derive_cg_layer() -> Derivation:
     s, e = cg_layer(), division_error()
     definitions = dict([KERNEL, A_CG, B_CG])
-    invariant = evaluate(f"at(r_gate + {SYSTEM} @ alpha_gate, r=y - {SYSTEM} @ alpha)", LAYER,
+    invariant = evaluate(f"at(r_gate + {SYSTEM} @ alpha_gate, res=y - {SYSTEM} @ alpha)", LAYER,
                          {**definitions, "r_gate": s["r_gate"], "alpha_gate": s["alpha_gate"]})
     return Derivation(
         steps=(
             Step("v", s["v"], "the kernel head (result incontext.kernel_head) plus `lam` times the `p` slot"),
             Step("rho_agg", s["rho_agg"], "an aggregator token whose query is 1 and whose keys and values both "
-                                          "read the `r` slot: one linear-attention head"),
+                                          "read the `res` slot: one linear-attention head"),
             Step("gamma_agg", s["gamma_agg"], "keys read the `p` slot, values the `v` slot"),
             Step("alpha_next", s["alpha_next"], "the MLP's update with `a = rho_agg / gamma_agg` (the division)"),
             Step("r_next", s["r_next"], "the same gate on `v`"),
             Step("p_next", s["p_next"], "a second aggregator on `r_next` and the division `b = (r_next.T @ r_next) "
                                         "/ rho_agg`"),
-            Step(f"at(r_gate + {SYSTEM} @ alpha_gate, r=y - {SYSTEM} @ alpha)", invariant,
+            Step(f"at(r_gate + {SYSTEM} @ alpha_gate, res=y - {SYSTEM} @ alpha)", invariant,
                  "with any gate `a` (an approximate division too) the residual stays `y - (K + lam * I(n)) @ alpha`"),
             Step("at(f, alpha=alpha + (1 + delta) * astep * p) - f", e["decrease"],
                  "a gate off by the factor `1 + delta` from the exact line search `astep` along `p`, with "
@@ -245,24 +245,24 @@ RESULTS = [
                     "its `(m+1)`-th eigenvalue in operator norm. The seed's 'width limits accuracy' is this "
                     "statement; its 'effective dimension' link is not derived here.")),
     Result(id="incontext.cg_layer", title="One layer of the construction is one CG iteration, given two divisions",
-           equations=(Equation("rho_agg", "r.T @ r"),
+           equations=(Equation("rho_agg", "res.T @ res"),
                       Equation("gamma_agg", f"p.T @ {SYSTEM} @ p"),
                       Equation("alpha_next", "alpha + acg * p"),
-                      Equation("r_next", f"r - acg * {SYSTEM} @ p"),
-                      Equation("p_next", f"r - acg * {SYSTEM} @ p + bcg * p"),
-                      Equation(f"at(r_gate + {SYSTEM} @ alpha_gate, r=y - {SYSTEM} @ alpha)", "y",
+                      Equation("r_next", f"res - acg * {SYSTEM} @ p"),
+                      Equation("p_next", f"res - acg * {SYSTEM} @ p + bcg * p"),
+                      Equation(f"at(r_gate + {SYSTEM} @ alpha_gate, res=y - {SYSTEM} @ alpha)", "y",
                                value="invariant")),
            derive=derive_cg_layer, where=(KERNEL, A_CG, B_CG), sources=SOURCES,
            assumptions=TOKENS + ("the sublayers: the kernel head and a skip adding `lam * p` (the `v` slot), "
-                                 "aggregator heads for `r.T @ r` and `p.T @ v`, a division unit for `a` and `b`, "
+                                 "aggregator heads for `res.T @ res` and `p.T @ v`, a division unit for `a` and `b`, "
                                  "and a token-wise MLP for the updates",),
            remarks=("`acg` and `bcg` are the Hestenes–Stiefel step sizes, so the layer is a CG iteration for "
-                    "`(K + lam * I(n)) @ alpha = y` started from `alpha = 0`, `r = p = y`.",
+                    "`(K + lam * I(n)) @ alpha = y` started from `alpha = 0`, `res = p = y`.",
                     "The divisions are not linear attention: heads and ReLU MLPs give products and sums, never "
                     "`1/x`. They need a normalization (softmax's row sums, a layer norm) or an MLP fitted to `1/x` "
                     "on an interval. An MLP with k linear pieces on a geometric grid of an interval [x_min, x_max] has "
                     "relative error `(rat - 1)**2/(4 * rat)` with `rat` = (x_max/x_min)^(1/k), inside the interval; "
-                    "`r.T @ r` shrinks with every layer and leaves any fixed interval, so a fixed MLP serves "
+                    "`res.T @ res` shrinks with every layer and leaves any fixed interval, so a fixed MLP serves "
                     "finitely many layers.",
                     "A gate with relative error `delta` keeps the residual invariant (any gate does) and shrinks "
                     "the `A`-norm decrease along `p` by `1 - delta**2` (derived in the steps), but `p` is no longer "

@@ -45,9 +45,9 @@ from derive.registry import Derivation, Equation, Result, Source, Step, get
 P = g.parse
 LATEX_NAMES = {"n": "N", "u": "{u_{-1}}", "q": "{x_{q}}", "eta": "\\eta", "wls": "{w_{\\mathrm{LS}}}",
                "WPV11": "{W^{PV}_{11}}", "wpv12": "{w^{PV}_{12}}", "wkq12": "{w^{KQ}_{12}}", "wkq22": "{w^{KQ}_{22}}",
-               "yhat": "\\hat{y}", "r_next": "{r_{+}}", "s_next": "{s_{+}}", "s_open": "{s^{\\mathrm{open}}_{+}}"}
+               "yhat": "\\hat{y}", "res": "r", "r_next": "{r_{+}}", "s_next": "{s_{+}}", "s_open": "{s^{\\mathrm{open}}_{+}}"}
 # One prompt: X (n×d), labels y, query q; weights of one layer in ZFB's blocks.
-DECL = declare(dims=["n"], matrices={"X": "n,d"}, vectors={"y": "n", "q": "d", "w": "d", "wls": "d", "r": "n",
+DECL = declare(dims=["n"], matrices={"X": "n,d"}, vectors={"y": "n", "q": "d", "w": "d", "wls": "d", "res": "n",
                                                             "u12": "d", "u21": "d", "wpv12": "d", "wkq12": "d"},
                scalars=["eta", "u", "s", "wkq22"], spd=["Lambda"], latex_names=LATEX_NAMES)
 LOSS = ("L", "(X @ w - y).T @ (X @ w - y) / (2 * n)")
@@ -160,14 +160,14 @@ def layer_rows(masked: bool = True) -> dict:
     ``masked``: the keys are the n context columns E_k = [[Xᵀ], [rᵀ]] (von Oswald et al.); unmasked, the
     query column is a key too (ZFB's layer).
     """
-    E = [[P("X.T"), P("q")], [P("r.T"), P("s")]]
-    keys = [[P("X.T")], [P("r.T")]] if masked else E
+    E = [[P("X.T"), P("q")], [P("res.T"), P("s")]]
+    keys = [[P("X.T")], [P("res.T")]] if masked else E
     W_pv = [[None, None], [None, P("u")]]
     W_kq = [[P("U11"), None], [None, None]]
     update = block_matmul(block_matmul(block_matmul(block_matmul(LAST_ROW, W_pv), keys), block_transpose(keys)),
                           block_matmul(W_kq, E))
     (r_upd, s_upd), = _divided(update, "n")
-    return {"r_next": Polynomial.of(g.Add(P("r.T"), r_upd), DECL), "s_next": Polynomial.of(g.Add(P("s"), s_upd), DECL)}
+    return {"r_next": Polynomial.of(g.Add(P("res.T"), r_upd), DECL), "s_next": Polynomial.of(g.Add(P("s"), s_upd), DECL)}
 
 
 TSTEP = declare(matrices={"S": "symmetric"}, vectors={"w": "d", "wls": "d"}, scalars=["eta"],
@@ -188,7 +188,7 @@ def closed_form(t: int) -> Polynomial:
 def depth_t() -> dict:
     rows, open_rows = layer_rows(True), layer_rows(False)
     definitions = {LOSS[0]: LOSS[1], **rows}
-    state = "r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1"
+    state = "res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1"
     r_after = evaluate(f"at(r_next, {state})", DECL, definitions)
     s_after = evaluate(f"at(s_next, {state})", DECL, definitions)
     r_gd = evaluate("(y - X @ (w - eta * P @ grad(L, w))).T", DECL, definitions)
@@ -209,13 +209,13 @@ def derive_depth_t_gd() -> Derivation:
     f = depth_t()
     steps = [
         Step("r_next", f["rows"]["r_next"], "block algebra: the label row of the context after a layer whose keys "
-                                            "are the `n` context columns (`X.T`; `r.T`)"),
+                                            "are the `n` context columns (`X.T`; `res.T`)"),
         Step("s_next", f["rows"]["s_next"], "the query's label slot after the layer"),
-        Step("at(r_next, r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)", f["r_after"],
+        Step("at(r_next, res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)", f["r_after"],
              "the slots hold the residuals of `w` and `-q.T @ w`; weights `U11 = eta * P.T`, `u = -1`"),
         Step("(y - X @ (w - eta * P @ grad(L, w))).T", f["r_gd"], "the residuals after one preconditioned GD step: "
                                                                   "the same"),
-        Step("at(s_next, r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)", f["s_after"], "the query slot"),
+        Step("at(s_next, res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)", f["s_after"], "the query slot"),
         Step("-q.T @ (w - eta * P @ grad(L, w))", f["s_gd"], "minus the prediction of the stepped `w`: the same, "
                                                             "so by induction `-s` after `t` layers is `q.T @ w_t`"),
         Step("s_open - s_next", f["open_extra"], "without the mask (the query column among the keys, as in ZFB's "
@@ -276,9 +276,9 @@ RESULTS = [
                     "the step is preconditioned (by `inv(Gamma)`, unit step), which is plain GD only when "
                     "`Gamma` is a multiple of `I`, i.e. `Lambda` is.")),
     Result(id="incontext.depth_t_gd", title="t masked layers run t steps of preconditioned GD; closed form",
-           equations=(Equation("at(r_next, r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)",
+           equations=(Equation("at(r_next, res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)",
                                "(y - X @ (w - eta * P @ grad(L, w))).T", value="r_after"),
-                      Equation("at(s_next, r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)",
+                      Equation("at(s_next, res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)",
                                "-q.T @ (w - eta * P @ grad(L, w))", value="s_after"),
                       Equation("s_open - s_next", "u * s * q.T @ U11 @ q / n", value="open_extra"),
                       Equation("grad(L, w) - X.T @ X @ (w - wls) / n", "X.T @ (X @ wls - y) / n"),
@@ -287,7 +287,7 @@ RESULTS = [
            derive=derive_depth_t_gd, where=(LOSS,), sources=SOURCES + (Source(ZFB2024),),
            assumptions=PROMPT + ("each layer adds `e.T @ WPV @ Emb_k @ Emb_k.T @ WKQ @ Emb / n` to the label row "
                                  "(`e` the last basis vector), `Emb_k` the `n` context columns (the query is not a "
-                                 "key); the label slots start at `r = y`, `s = 0` and the prediction is `-s`",
+                                 "key); the label slots start at `res = y`, `s = 0` and the prediction is `-s`",
                                  "for the closed form: `S = X.T @ X / n` is invertible (`n >= d`, `X` of rank `d`) "
                                  "and `wls = inv(S) @ X.T @ y / n`"),
            remarks=("Closed form: with `T` the t-th power of `I - eta * P @ S`, the weights after t layers are "

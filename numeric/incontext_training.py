@@ -256,7 +256,8 @@ def save_figure(results: dict, path: str) -> str:
     ax.set_xlabel(r"depth $t$ (layers = GD steps)")
     ax.set_ylabel(r"$\mathbb{E}(\hat y - w^\top x_q)^2 \,/\, \mathbb{E}(w^\top x_q)^2$")
     c = results["config"]
-    ax.set_title(f"Trained depth-$t$ linear attention tracks $t$ steps of preconditioned GD\n"
+    ax.set_title(f"One trained layer is one preconditioned GD step; deeper trained stacks\n"
+                 f"depart from $t$-step preconditioned GD and can beat it\n"
                  f"($d={c['d']}$, $N={c['N']}$, cond$(\\Lambda)={c['spread']:g}$, $\\sigma={c['sigma']}$, "
                  f"{c['seeds']} seeds, mean $\\pm$ s.e.)", fontsize=10)
     ax.legend(fontsize=8)
