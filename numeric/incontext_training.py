@@ -260,7 +260,9 @@ def save_figure(results: dict, path: str) -> str:
                  f"depart from $t$-step preconditioned GD and can beat it\n"
                  f"($d={c['d']}$, $N={c['N']}$, cond$(\\Lambda)={c['spread']:g}$, $\\sigma={c['sigma']}$, "
                  f"{c['seeds']} seeds, mean $\\pm$ s.e.)", fontsize=10)
-    ax.legend(fontsize=8)
+    low = min(min(r["least_squares"] for r in rows), np.nanmin(means)) / 2
+    ax.set_ylim(low, 20 * max(r["gd"] for r in rows))  # room above the curves for the legend
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)

@@ -11,7 +11,7 @@ from numeric import incontext_training as tr
 
 
 def test_tiny_experiment_and_figure(tmp_path):
-    config = tr.Config(depths=(1, 2), seeds=2, steps=30, batch=64, test_prompts=256)
+    config = tr.Config(depths=(1, 2), seeds=2, steps=10, batch=32, test_prompts=256)
     results = tr.run_experiment(config, torch.device("cpu"))
     rows = results["rows"]
     assert [r["depth"] for r in rows] == [1, 2] and set(rows[1]["layerwise"]) == {"1", "2"}
