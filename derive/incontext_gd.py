@@ -300,8 +300,11 @@ RESULTS = [
                     "The masked layer is von Oswald et al.'s; with the query among the keys (ZFB's layer) the "
                     "first layer is the same (`s = 0`) but later ones add `u * s * q.T @ U11 @ q / n` to the "
                     "query slot, so stacked unmasked layers are not GD.",
-                    "The depth-`t` claim holds with a fixed `P` per layer; trained stacks may use different "
-                    "`P` per layer (the numeric experiment reads them off the weights).")),
+                    "The depth-t statement is about a construction, not about training: stacks trained on "
+                    "in-context regression (python -m numeric.incontext_training) match the one-step prediction at "
+                    "depth 1 but for depth 2 to 4 neither their per-layer readouts nor their outputs are t steps "
+                    "of preconditioned GD, and at depth 4 they beat the best such t steps; the seed's 'a depth-t "
+                    "transformer implements t steps of preconditioned GD' is an existence statement.")),
 ]
 
 
