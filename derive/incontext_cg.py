@@ -49,19 +49,19 @@ from derive.references import CAWLEY2025, HESTENES1952, SAAD2003
 from derive.registry import Derivation, Equation, Result, Source, Step
 
 P = g.parse
-LATEX_NAMES = {"n": "N", "lam": "\\lambda", "Phi": "\\Phi", "alpha": "\\alpha", "astar": "\\alpha^{*}",
-               "delta": "\\delta", "rat": "\\varrho", "mu_max": "\\mu_{\\max}", "mu_min": "\\mu_{\\min}",
-               "kappa_A": "\\kappa", "acg": "a", "bcg": "b", "alpha_next": "\\alpha_{+}", "r_next": "r_{+}",
-               "p_next": "p_{+}", "rho_agg": "\\rho", "gamma_agg": "\\gamma", "alpha_gate": "\\alpha_{a}",
-               "r_gate": "r_{a}", "astep": "a^{*}"}
+LATEX_NAMES = {"n": "N", "lam": "\\lambda", "Phi": "\\Phi", "alpha": "\\alpha", "astar": "{\\alpha^{*}}",
+               "delta": "\\delta", "rat": "\\varrho", "mu_max": "{\\mu_{\\max}}", "mu_min": "{\\mu_{\\min}}",
+               "kappa_A": "\\kappa", "acg": "a", "bcg": "b", "alpha_next": "{\\alpha_{+}}", "r_next": "{r_{+}}",
+               "p_next": "{p_{+}}", "rho_agg": "\\rho", "gamma_agg": "\\gamma", "alpha_gate": "{\\alpha_{a}}",
+               "r_gate": "{r_{a}}", "astep": "{a^{*}}"}
 LAYER = declare(dims=["n", "m"], matrices={"Phi": "n,m", "Q": "n,m:orthonormal", "R": "m,m"},
-                vectors={"p": "n", "r": "n", "alpha": "n", "y": "n"}, scalars=["lam", "a"], latex_names=LATEX_NAMES)
+                vectors={"p": "n", "res": "n", "alpha": "n", "y": "n"}, scalars=["lam", "a"], latex_names=LATEX_NAMES)
 KERNEL = ("K", "Phi @ Phi.T")
 SYSTEM = "(K + lam * I(n))"
 
 # the token slots: φ (m rows), y, α, r, p (one row each)
-SLOTS = ("phi", "y", "alpha", "r", "p")
-E = [[P("Phi.T")], [P("y.T")], [P("alpha.T")], [P("r.T")], [P("p.T")]]
+SLOTS = ("phi", "y", "alpha", "res", "p")
+E = [[P("Phi.T")], [P("y.T")], [P("alpha.T")], [P("res.T")], [P("p.T")]]
 
 
 def select(slot: str) -> list:
@@ -104,8 +104,8 @@ def derive_kernel_head() -> Derivation:
 
 # ---------------------------------------------------------------- one CG layer
 
-A_CG = ("acg", f"(r.T @ r) / (p.T @ {SYSTEM} @ p)")
-B_CG = ("bcg", f"((r - acg * {SYSTEM} @ p).T @ (r - acg * {SYSTEM} @ p)) / (r.T @ r)")
+A_CG = ("acg", f"(res.T @ res) / (p.T @ {SYSTEM} @ p)")
+B_CG = ("bcg", f"((res - acg * {SYSTEM} @ p).T @ (res - acg * {SYSTEM} @ p)) / (res.T @ res)")
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,15 +114,15 @@ def cg_layer() -> dict:
     head = kernel_head()["head"]
     v_row = head + Polynomial.of("lam * p.T", LAYER)  # the λ-skip: v = (K + λI)p
     read = lambda slot: _poly(block_matmul(select(slot), E))  # noqa: E731  (a 1×n row)
-    rho = read("r") @ read("r").T  # aggregator token: query 1, keys and values the r slot
+    rho = read("res") @ read("res").T  # aggregator token: query 1, keys and values the r slot
     gamma = read("p") @ v_row.T  # keys the p slot, values the v slot
     a = rho / gamma  # the division: not a linear-attention operation
     alpha_next = read("alpha").T + a * read("p").T
-    r_next = read("r").T - a * v_row.T
+    r_next = read("res").T - a * v_row.T
     rho_next = r_next.T @ r_next  # the same aggregator on the new residual
     p_next = r_next + (rho_next / rho) * read("p").T
     gate = Polynomial.of("a", LAYER)
-    alpha_gate, r_gate = read("alpha").T + gate * read("p").T, read("r").T - gate * v_row.T
+    alpha_gate, r_gate = read("alpha").T + gate * read("p").T, read("res").T - gate * v_row.T
     return {"v": v_row.T, "rho_agg": rho, "gamma_agg": gamma, "alpha_next": alpha_next, "r_next": r_next,
             "p_next": p_next, "alpha_gate": alpha_gate, "r_gate": r_gate}
 
@@ -154,19 +154,19 @@ def division_error() -> dict:
 def derive_cg_layer() -> Derivation:
     s, e = cg_layer(), division_error()
     definitions = dict([KERNEL, A_CG, B_CG])
-    invariant = evaluate(f"at(r_gate + {SYSTEM} @ alpha_gate, r=y - {SYSTEM} @ alpha)", LAYER,
+    invariant = evaluate(f"at(r_gate + {SYSTEM} @ alpha_gate, res=y - {SYSTEM} @ alpha)", LAYER,
                          {**definitions, "r_gate": s["r_gate"], "alpha_gate": s["alpha_gate"]})
     return Derivation(
         steps=(
-            Step("v", s["v"], "the kernel head (`incontext.kernel_head`) plus `lam` times the `p` slot"),
+            Step("v", s["v"], "the kernel head (result incontext.kernel_head) plus `lam` times the `p` slot"),
             Step("rho_agg", s["rho_agg"], "an aggregator token whose query is 1 and whose keys and values both "
-                                          "read the `r` slot: one linear-attention head"),
+                                          "read the `res` slot: one linear-attention head"),
             Step("gamma_agg", s["gamma_agg"], "keys read the `p` slot, values the `v` slot"),
             Step("alpha_next", s["alpha_next"], "the MLP's update with `a = rho_agg / gamma_agg` (the division)"),
             Step("r_next", s["r_next"], "the same gate on `v`"),
             Step("p_next", s["p_next"], "a second aggregator on `r_next` and the division `b = (r_next.T @ r_next) "
                                         "/ rho_agg`"),
-            Step(f"at(r_gate + {SYSTEM} @ alpha_gate, r=y - {SYSTEM} @ alpha)", invariant,
+            Step(f"at(r_gate + {SYSTEM} @ alpha_gate, res=y - {SYSTEM} @ alpha)", invariant,
                  "with any gate `a` (an approximate division too) the residual stays `y - (K + lam * I(n)) @ alpha`"),
             Step("at(f, alpha=alpha + (1 + delta) * astep * p) - f", e["decrease"],
                  "a gate off by the factor `1 + delta` from the exact line search `astep` along `p`, with "
@@ -197,7 +197,7 @@ def bound() -> dict:
     slope = sympy.factor(sympy.together(slope.scalar))  # the engine expands; sympy puts it over one denominator
     low_rank = evaluate(f"at({SYSTEM} - lam * I(n), K=Q @ C @ Q.T) @ (I(n) - Q @ Q.T)", SPECTRUM)
     kappa, eps = sympy.symbols("kappa epsilon", positive=True)
-    rate = (sympy.sqrt(kappa) - 1) / (sympy.sqrt(kappa) + 1)
+    rate = (kappa ** sympy.Rational(1, 2) - 1) / (kappa ** sympy.Rational(1, 2) + 1)
     layers = sympy.log(2 / eps) / sympy.log(1 / rate)  # 2·rate^t ≤ ε
     large_kappa = sympy.limit(layers / (sympy.sqrt(kappa) * sympy.log(2 / eps)), kappa, sympy.oo)
     return {"shifted": shifted, "slope": slope, "low_rank": low_rank, "rate": rate, "layers": layers,
@@ -208,16 +208,15 @@ def derive_cg_bound() -> Derivation:
     b = bound()
     return Derivation(
         steps=(
-            Step(f"at({SYSTEM}, K=V @ D @ V.T)", b["shifted"], "`K = V @ D @ V.T` with `V` orthogonal, `D` "
-                                                              "diagonal: `V @ (D + lam * I(n)) @ V.T`, the "
-                                                              "eigenvalues shift by `lam`"),
+            Step(f"at({SYSTEM}, K=V @ D @ V.T)", b["shifted"], "`K = V @ D @ V.T` (`V` orthogonal, `D` "
+                                                              "diagonal): the eigenvalues shift by `lam`"),
             Step("kappa_A", Polynomial.of(KAPPA[1], SPECTRUM), "so the condition number of the system matrix"),
             Step("grad(kappa_A, lam)", b["slope"], "negative when `mu_max > mu_min`: `lam` lowers it, and at "
                                                    "`mu_min = 0` (a singular `K`) it is still finite"),
-            Step("rate", b["rate"], "the factor per layer of the CG bound (cited: Saad 2003, Section 6.11.3)"),
-            Step("t_eps", b["layers"], "the layers after which `2 * rate**t <= epsilon`"),
-            Step("lim t_eps / (sqrt(kappa) * log(2/epsilon))", b["large_kappa"],
-                 "for large `kappa` about `sqrt(kappa)/2 * log(2/epsilon)` layers"),
+            Step("rate", b["rate"], "the factor per layer of the CG bound (cited: Saad 2003, Section 6.11.3): "
+                                    "after t layers the bound is 2 times `rate` to the power t, below epsilon "
+                                    "after log(2/epsilon)/log(1/rate) layers, which for large `kappa` is "
+                                    f"{b['large_kappa']} times `kappa**(1/2)` times log(2/epsilon) (sympy's limit)"),
             Step(f"at({SYSTEM} - lam * I(n), K=Q @ C @ Q.T) @ (I(n) - Q @ Q.T)", b["low_rank"],
                  "for a kernel of rank `m` (`K = Q @ C @ Q.T`, `Q.T @ Q = I(m)`), `K + lam * I(n)` is `lam` on "
                  "the complement of the column space of `Q`: at most `m + 1` distinct eigenvalues, so CG "
@@ -239,31 +238,31 @@ RESULTS = [
            derive=derive_kernel_head, where=(KERNEL,), sources=(Source(CAWLEY2025, "Aim 1"),),
            assumptions=TOKENS + ("the head has no softmax and no `1/n`: scores `Phi[i] @ Phi[j].T`, values `p[i]`",
                                  "`Phi = Q @ R` is a thin QR factorization (`Q.T @ Q = I(m)`)"),
-           remarks=("Entrywise: `(K @ p)[j]` is the sum over `i` of `phi(x[j]).T @ phi(x[i]) * p[i]`, for every "
-                    "kernel with a feature map of dimension `m`.",
+           remarks=("Entrywise: the j-th entry of `K @ p` is the sum over i of the feature inner product of tokens "
+                    "j and i times the i-th entry of `p`, for every kernel with a feature map of dimension `m`.",
                     "A kernel of rank above `m` (a Gaussian kernel on `n > m` distinct points has rank `n`) is out "
                     "of reach of one head of width `m`: by Eckart–Young any `Phi @ Phi.T` misses it by at least "
                     "its `(m+1)`-th eigenvalue in operator norm. The seed's 'width limits accuracy' is this "
                     "statement; its 'effective dimension' link is not derived here.")),
     Result(id="incontext.cg_layer", title="One layer of the construction is one CG iteration, given two divisions",
-           equations=(Equation("rho_agg", "r.T @ r"),
+           equations=(Equation("rho_agg", "res.T @ res"),
                       Equation("gamma_agg", f"p.T @ {SYSTEM} @ p"),
                       Equation("alpha_next", "alpha + acg * p"),
-                      Equation("r_next", f"r - acg * {SYSTEM} @ p"),
-                      Equation("p_next", f"r - acg * {SYSTEM} @ p + bcg * p"),
-                      Equation(f"at(r_gate + {SYSTEM} @ alpha_gate, r=y - {SYSTEM} @ alpha)", "y",
+                      Equation("r_next", f"res - acg * {SYSTEM} @ p"),
+                      Equation("p_next", f"res - acg * {SYSTEM} @ p + bcg * p"),
+                      Equation(f"at(r_gate + {SYSTEM} @ alpha_gate, res=y - {SYSTEM} @ alpha)", "y",
                                value="invariant")),
            derive=derive_cg_layer, where=(KERNEL, A_CG, B_CG), sources=SOURCES,
            assumptions=TOKENS + ("the sublayers: the kernel head and a skip adding `lam * p` (the `v` slot), "
-                                 "aggregator heads for `r.T @ r` and `p.T @ v`, a division unit for `a` and `b`, "
+                                 "aggregator heads for `res.T @ res` and `p.T @ v`, a division unit for `a` and `b`, "
                                  "and a token-wise MLP for the updates",),
            remarks=("`acg` and `bcg` are the Hestenes–Stiefel step sizes, so the layer is a CG iteration for "
-                    "`(K + lam * I(n)) @ alpha = y` started from `alpha = 0`, `r = p = y`.",
+                    "`(K + lam * I(n)) @ alpha = y` started from `alpha = 0`, `res = p = y`.",
                     "The divisions are not linear attention: heads and ReLU MLPs give products and sums, never "
                     "`1/x`. They need a normalization (softmax's row sums, a layer norm) or an MLP fitted to `1/x` "
-                    "on an interval. An MLP with `k` linear pieces on a geometric grid of `[x_min, x_max]` has "
-                    "relative error `(rat - 1)**2/(4 * rat)`, `rat = (x_max/x_min)**(1/k)`, inside the interval; "
-                    "`r.T @ r` shrinks with every layer and leaves any fixed interval, so a fixed MLP serves "
+                    "on an interval. An MLP with k linear pieces on a geometric grid of an interval [x_min, x_max] has "
+                    "relative error `(rat - 1)**2/(4 * rat)` with `rat` = (x_max/x_min)^(1/k), inside the interval; "
+                    "`res.T @ res` shrinks with every layer and leaves any fixed interval, so a fixed MLP serves "
                     "finitely many layers.",
                     "A gate with relative error `delta` keeps the residual invariant (any gate does) and shrinks "
                     "the `A`-norm decrease along `p` by `1 - delta**2` (derived in the steps), but `p` is no longer "
@@ -277,11 +276,22 @@ RESULTS = [
            derive=derive_cg_bound, where=(KAPPA,), sources=(Source(SAAD2003, "Section 6.11.3, Theorem 6.29"),) + SOURCES,
            assumptions=("`K` is symmetric positive semi-definite with extreme eigenvalues `mu_max`, `mu_min`; "
                         "`lam > 0`; CG starts from `alpha = 0`",),
-           remarks=("The bound (cited): the `A`-norm error after `t` layers is at most `2 * ((sqrt(kappa_A) - 1)/"
-                    "(sqrt(kappa_A) + 1))**t` times the initial one, `A = K + lam * I(n)`. The seed's 'rate "
-                    "governed by the condition number of K' is wrong: `kappa_A < cond(K)` for `lam > 0`, and "
-                    "`cond(K)` is infinite for every kernel of rank below `n` (every width-`m` head with `m < n`).",
+           remarks=("The bound (cited): the `A`-norm error after t layers is at most 2 times `(kappa_A**(1/2) - 1)/"
+                    "(kappa_A**(1/2) + 1)` to the power t times the initial one, with `kappa_A` the condition "
+                    "number of `A = K + lam * I(n)`. The "
+                    "seed's 'rate governed by the condition number of K' is wrong: `kappa_A` is below cond(K) for "
+                    "`lam > 0`, and cond(K) is infinite for every kernel of rank below `n` (every width-`m` head "
+                    "with `m < n`).",
                     "Exact termination: after as many layers as `K + lam * I(n)` has distinct eigenvalues, at most "
                     "`m + 1` for a rank-`m` kernel, in exact arithmetic and with exact divisions; in floating "
                     "point to rounding.")),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main
+
+    sys.exit(run(lambda argv: topic_main("derive.incontext_cg", argv)))

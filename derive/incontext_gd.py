@@ -43,11 +43,11 @@ from derive.references import AKYUREK2023, VONOSWALD2023, ZFB2024
 from derive.registry import Derivation, Equation, Result, Source, Step, get
 
 P = g.parse
-LATEX_NAMES = {"n": "N", "u": "u_{-1}", "q": "x_{q}", "eta": "\\eta", "wls": "w_{\\mathrm{LS}}",
-               "WPV11": "W^{PV}_{11}", "wpv12": "w^{PV}_{12}", "wkq12": "w^{KQ}_{12}", "wkq22": "w^{KQ}_{22}",
-               "yhat": "\\hat{y}", "r_next": "r_{+}", "s_next": "s_{+}", "s_open": "s^{\\mathrm{open}}_{+}"}
+LATEX_NAMES = {"n": "N", "u": "{u_{-1}}", "q": "{x_{q}}", "eta": "\\eta", "wls": "{w_{\\mathrm{LS}}}",
+               "WPV11": "{W^{PV}_{11}}", "wpv12": "{w^{PV}_{12}}", "wkq12": "{w^{KQ}_{12}}", "wkq22": "{w^{KQ}_{22}}",
+               "yhat": "\\hat{y}", "res": "r", "r_next": "{r_{+}}", "s_next": "{s_{+}}", "s_open": "{s^{\\mathrm{open}}_{+}}"}
 # One prompt: X (n×d), labels y, query q; weights of one layer in ZFB's blocks.
-DECL = declare(dims=["n"], matrices={"X": "n,d"}, vectors={"y": "n", "q": "d", "w": "d", "wls": "d", "r": "n",
+DECL = declare(dims=["n"], matrices={"X": "n,d"}, vectors={"y": "n", "q": "d", "w": "d", "wls": "d", "res": "n",
                                                             "u12": "d", "u21": "d", "wpv12": "d", "wkq12": "d"},
                scalars=["eta", "u", "s", "wkq22"], spd=["Lambda"], latex_names=LATEX_NAMES)
 LOSS = ("L", "(X @ w - y).T @ (X @ w - y) / (2 * n)")
@@ -137,8 +137,8 @@ def derive_zfb_preconditioned_gd() -> Derivation:
     z = zfb_step()
     return Derivation(
         steps=(
-            Step("u * U11", z["product"], "every global minimizer of the ZFB loss (`lsa.minimizer`, value "
-                                          "`global_minimizer_product`), with `u12 = u21 = 0`"),
+            Step("u * U11", z["product"], "every global minimizer of the ZFB loss (result lsa.minimizer, its "
+                                          "value global_minimizer_product), with `u12 = u21 = 0`"),
             Step(f"at(yhat, {SUBSPACE}, U11=inv(Gamma)/u)", z["at_minimum"], "the layer's prediction there: "
                                                                               "the scale `u` cancels"),
             Step("q.T @ at(w - inv(Gamma) @ grad(L, w), w=zeros(d, 1))", z["pgd"],
@@ -160,14 +160,14 @@ def layer_rows(masked: bool = True) -> dict:
     ``masked``: the keys are the n context columns E_k = [[Xᵀ], [rᵀ]] (von Oswald et al.); unmasked, the
     query column is a key too (ZFB's layer).
     """
-    E = [[P("X.T"), P("q")], [P("r.T"), P("s")]]
-    keys = [[P("X.T")], [P("r.T")]] if masked else E
+    E = [[P("X.T"), P("q")], [P("res.T"), P("s")]]
+    keys = [[P("X.T")], [P("res.T")]] if masked else E
     W_pv = [[None, None], [None, P("u")]]
     W_kq = [[P("U11"), None], [None, None]]
     update = block_matmul(block_matmul(block_matmul(block_matmul(LAST_ROW, W_pv), keys), block_transpose(keys)),
                           block_matmul(W_kq, E))
     (r_upd, s_upd), = _divided(update, "n")
-    return {"r_next": Polynomial.of(g.Add(P("r.T"), r_upd), DECL), "s_next": Polynomial.of(g.Add(P("s"), s_upd), DECL)}
+    return {"r_next": Polynomial.of(g.Add(P("res.T"), r_upd), DECL), "s_next": Polynomial.of(g.Add(P("s"), s_upd), DECL)}
 
 
 TSTEP = declare(matrices={"S": "symmetric"}, vectors={"w": "d", "wls": "d"}, scalars=["eta"],
@@ -188,7 +188,7 @@ def closed_form(t: int) -> Polynomial:
 def depth_t() -> dict:
     rows, open_rows = layer_rows(True), layer_rows(False)
     definitions = {LOSS[0]: LOSS[1], **rows}
-    state = "r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1"
+    state = "res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1"
     r_after = evaluate(f"at(r_next, {state})", DECL, definitions)
     s_after = evaluate(f"at(s_next, {state})", DECL, definitions)
     r_gd = evaluate("(y - X @ (w - eta * P @ grad(L, w))).T", DECL, definitions)
@@ -209,13 +209,13 @@ def derive_depth_t_gd() -> Derivation:
     f = depth_t()
     steps = [
         Step("r_next", f["rows"]["r_next"], "block algebra: the label row of the context after a layer whose keys "
-                                            "are the `n` context columns (`X.T`; `r.T`)"),
+                                            "are the `n` context columns (`X.T`; `res.T`)"),
         Step("s_next", f["rows"]["s_next"], "the query's label slot after the layer"),
-        Step("at(r_next, r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)", f["r_after"],
+        Step("at(r_next, res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)", f["r_after"],
              "the slots hold the residuals of `w` and `-q.T @ w`; weights `U11 = eta * P.T`, `u = -1`"),
         Step("(y - X @ (w - eta * P @ grad(L, w))).T", f["r_gd"], "the residuals after one preconditioned GD step: "
                                                                   "the same"),
-        Step("at(s_next, r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)", f["s_after"], "the query slot"),
+        Step("at(s_next, res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)", f["s_after"], "the query slot"),
         Step("-q.T @ (w - eta * P @ grad(L, w))", f["s_gd"], "minus the prediction of the stepped `w`: the same, "
                                                             "so by induction `-s` after `t` layers is `q.T @ w_t`"),
         Step("s_open - s_next", f["open_extra"], "without the mask (the query column among the keys, as in ZFB's "
@@ -225,8 +225,9 @@ def derive_depth_t_gd() -> Derivation:
                                                                   "X.T @ y`: so `grad(L, w) = S @ (w - wls)`, "
                                                                   "`S = X.T @ X/n`"),
         Step("at(w - eta * P @ S @ (w - wls), w=(I - T) @ wls)", f["induction"],
-             "the induction step: if `w_t = (I - T) @ wls` with `T = (I - eta * P @ S)**t`, one more step gives "
-             "`(I - (I - eta * P @ S) @ T) @ wls`, the same form with `t + 1`; `w_0 = 0` is `t = 0`"),
+             "the induction step: if the weights after t steps are `(I - T) @ wls` with `T` the t-th power of "
+             "`I - eta * P @ S`, one more step gives `(I - (I - eta * P @ S) @ T) @ wls`, the same form with t + 1; "
+             "the start `w = 0` is t = 0"),
     ]
     for t, residual in f["unrolled"].items():
         steps.append(Step(f"w_{t} - (I - (I - eta * P @ S)**{t}) @ wls", residual,
@@ -267,7 +268,7 @@ RESULTS = [
            sources=(Source(ZFB2024, "Theorem 4.1"), Source(VONOSWALD2023), Source(AKYUREK2023)),
            assumptions=PROMPT + ("the weights are a global minimizer of ZFB's population loss: `u12 = u21 = 0` "
                                  "and `u * U11 = inv(Gamma)`, `Gamma = (1 + 1/N) * Lambda + tr(Lambda)/N * I` "
-                                 "(`lsa.minimizer`), trained with `n = N`",),
+                                 "(result lsa.minimizer), trained with `n = N`",),
            remarks=("The step is `w1 = inv(Gamma) @ X.T @ y / n`: preconditioned by `inv(Gamma)`, not by the "
                     "prompt's `inv(X.T @ X / n)`, so one layer does not return the least-squares solution; as "
                     "`N` grows `Gamma` tends to `Lambda` and the step to the population Newton step.",
@@ -275,9 +276,9 @@ RESULTS = [
                     "the step is preconditioned (by `inv(Gamma)`, unit step), which is plain GD only when "
                     "`Gamma` is a multiple of `I`, i.e. `Lambda` is.")),
     Result(id="incontext.depth_t_gd", title="t masked layers run t steps of preconditioned GD; closed form",
-           equations=(Equation("at(r_next, r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)",
+           equations=(Equation("at(r_next, res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)",
                                "(y - X @ (w - eta * P @ grad(L, w))).T", value="r_after"),
-                      Equation("at(s_next, r=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)",
+                      Equation("at(s_next, res=y - X @ w, s=-q.T @ w, U11=eta * P.T, u=-1)",
                                "-q.T @ (w - eta * P @ grad(L, w))", value="s_after"),
                       Equation("s_open - s_next", "u * s * q.T @ U11 @ q / n", value="open_extra"),
                       Equation("grad(L, w) - X.T @ X @ (w - wls) / n", "X.T @ (X @ wls - y) / n"),
@@ -286,11 +287,12 @@ RESULTS = [
            derive=derive_depth_t_gd, where=(LOSS,), sources=SOURCES + (Source(ZFB2024),),
            assumptions=PROMPT + ("each layer adds `e.T @ WPV @ Emb_k @ Emb_k.T @ WKQ @ Emb / n` to the label row "
                                  "(`e` the last basis vector), `Emb_k` the `n` context columns (the query is not a "
-                                 "key); the label slots start at `r = y`, `s = 0` and the prediction is `-s`",
+                                 "key); the label slots start at `res = y`, `s = 0` and the prediction is `-s`",
                                  "for the closed form: `S = X.T @ X / n` is invertible (`n >= d`, `X` of rank `d`) "
                                  "and `wls = inv(S) @ X.T @ y / n`"),
-           remarks=("Closed form: `w_t = (I - (I - eta * P @ S)**t) @ wls`, so the prediction after `t` layers is "
-                    "`q.T @ wls - q.T @ (I - eta * P @ S)**t @ wls`: it converges to the least-squares "
+           remarks=("Closed form: with `T` the t-th power of `I - eta * P @ S`, the weights after t layers are "
+                    "`(I - T) @ wls` and the prediction is `q.T @ wls - q.T @ T @ wls`: it converges to the "
+                    "least-squares "
                     "prediction when the spectral radius of `I - eta * P @ S` is below 1. The limit is least "
                     "squares, not kernel ridge regression with `lam > 0` as the seed says: a ridge term needs "
                     "`grad(L, w) + lam * w`, i.e. an extra `-eta * lam * P @ w` per layer that the masked layer "
@@ -298,6 +300,18 @@ RESULTS = [
                     "The masked layer is von Oswald et al.'s; with the query among the keys (ZFB's layer) the "
                     "first layer is the same (`s = 0`) but later ones add `u * s * q.T @ U11 @ q / n` to the "
                     "query slot, so stacked unmasked layers are not GD.",
-                    "The depth-`t` claim holds with a fixed `P` per layer; trained stacks may use different "
-                    "`P` per layer (the numeric experiment reads them off the weights).")),
+                    "The depth-t statement is about a construction, not about training: stacks trained on "
+                    "in-context regression (python -m numeric.incontext_training) match the one-step prediction at "
+                    "depth 1 but for depth 2 to 4 neither their per-layer readouts nor their outputs are t steps "
+                    "of preconditioned GD, and at depth 4 they beat the best such t steps; the seed's 'a depth-t "
+                    "transformer implements t steps of preconditioned GD' is an existence statement.")),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main
+
+    sys.exit(run(lambda argv: topic_main("derive.incontext_gd", argv)))

@@ -32,8 +32,8 @@ from derive.engine.statements import evaluate
 from derive.references import CAWLEY2025, NADARAYA1964
 from derive.registry import Derivation, Equation, Result, Source, Step
 
-LATEX_NAMES = {"n": "N", "lam": "\\lambda", "D_q": "D_{q}", "D_k": "D_{k}", "Dt": "\\tilde{D}",
-               "K_rbf": "K_{\\mathrm{rbf}}", "K_q": "K_{q}"}
+LATEX_NAMES = {"n": "N", "lam": "\\lambda", "D_q": "{D_{q}}", "D_k": "{D_{k}}", "Dt": "\\tilde{D}",
+               "K_rbf": "{K_{\\mathrm{rbf}}}", "K_q": "{K_{q}}"}
 SOFTMAX = declare(dims=["n", "L"], matrices={"D_q": "L:symmetric", "Dt": "L:symmetric", "K_rbf": "L,n",
                                              "D_k": "n:symmetric", "K": "n:symmetric", "K_q": "L,n"},
                   vectors={"q": "d", "k": "d", "y": "n"}, scalars={"lam": "positive"}, latex_names=LATEX_NAMES)
@@ -54,17 +54,17 @@ def derive_softmax_smoother() -> Derivation:
     limit = evaluate("K_q @ (I(n) - K/lam + K**2/lam**2) @ y", SOFTMAX)
     return Derivation(
         steps=(
-            Step(SPLIT, split, "the exponent of the kernel is a difference of squared norms: `exp(q.T @ k/sqrt(d))` "
-                               "is `exp(q.T @ q/(2*sqrt(d)))` times `exp(k.T @ k/(2*sqrt(d)))` times the Gaussian "
-                               "kernel of `q - k`, so `K_exp = D_q @ K_rbf @ D_k`"),
+            Step(SPLIT, split, "the exponent of the kernel is a difference of squared norms: the exponential of "
+                               "`q.T @ k / d**(1/2)` is that of `q.T @ q / (2 * d**(1/2))` times that of "
+                               "`k.T @ k / (2 * d**(1/2))` times the Gaussian kernel of `q - k`, so "
+                               "`K_exp = D_q @ K_rbf @ D_k`"),
             Step(NORMALISED, normalised, "softmax divides each row by its sum `D = D_q @ Dt` (`Dt` the row sums of "
                                          "`K_rbf @ D_k`): the query factor `D_q` cancels, the key factor `D_k` stays"),
             Step(NEUMANN, neumann, "the Neumann series of `lam * inv(K + lam * I(n))` to second order: the remainder "
                                    "is `K**3/lam**3`"),
             Step("K_q @ (I(n) - K/lam + K**2/lam**2) @ y", limit, "so `lam` times the kernel-ridge prediction at "
-                                                                  "the queries is `K_q @ y - K_q @ K @ y/lam + "
-                                                                  "O(1/lam**2)`: the unnormalised smoother in the "
-                                                                  "limit"),
+                                                                  "the queries is `K_q @ y - K_q @ K @ y/lam` plus "
+                                                                  "terms of order `1/lam**2`: the unnormalised smoother in the limit"),
         ),
         values={"split": split, "normalised": normalised, "neumann": neumann, "limit": limit},
         context=SOFTMAX)
@@ -77,15 +77,16 @@ RESULTS = [
                       Equation(NORMALISED, "inv(Dt) @ K_rbf @ D_k", value="normalised"),
                       Equation(NEUMANN, "I(n) + K**3/lam**3", value="neumann")),
            derive=derive_softmax_smoother, sources=(Source(CAWLEY2025, "Aim 2"), Source(NADARAYA1964)),
-           assumptions=("`K_exp[j, i] = exp(q[j].T @ k[i]/sqrt(d))` for `L` queries and `n` keys; softmax divides "
-                        "each row of `K_exp` by its sum `D[j, j]`",
+           assumptions=("the entry (j, i) of `K_exp` is the exponential of `q.T @ k / d**(1/2)` for query j and key i, "
+                        "`L` queries and `n` keys; softmax divides each row of `K_exp` by its sum, the diagonal "
+                        "matrix `D`",
                         "`D_q`, `Dt`, `D_k` are diagonal with positive entries, so the row sums of `D_q @ M` are "
                         "`D_q` times those of `M`",
                         "`K` is the kernel on the keys (symmetric positive semi-definite), `K_q` between queries "
                         "and keys, `lam > 0`"),
-           remarks=("Exactly: `softmax(Q @ K.T/sqrt(d)) @ V = inv(D) @ K_exp @ V` (the definition of softmax), "
+           remarks=("Exactly: softmax attention with values `V` is `inv(D) @ K_exp @ V` (the definition of softmax), "
                     "a Nadaraya–Watson estimator with the exponential kernel; equivalently a Gaussian-kernel "
-                    "smoother with key weights `exp(k.T @ k/(2*sqrt(d)))`. The seed's 'closer to an exponential "
+                    "smoother with key weights, the exponentials of `k.T @ k / (2 * d**(1/2))`. The seed's 'closer to an exponential "
                     "kernel, not exact because of the normalization' is this identity.",
                     "Kernel ridge regression needs `inv(K + lam * I(n))`, which one softmax layer does not compute: "
                     "no finite `lam` makes them equal. As `lam` grows, `lam` times the KRR prediction tends to "
@@ -95,3 +96,12 @@ RESULTS = [
                     "the normalisation (`inv(D) @ K_exp` is row-stochastic, `K_exp` is not): it is not small even "
                     "for a perfect match of kernels; a scale-free comparison is needed.")),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main
+
+    sys.exit(run(lambda argv: topic_main("derive.incontext_softmax", argv)))

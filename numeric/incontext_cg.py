@@ -147,7 +147,7 @@ def run_cg_layer(samples: int | None = None, device: Any = "cpu", seed: int = 0)
         wrong["head without lam * p"].append(
             max(float(np.linalg.norm(s["alpha"].cpu().numpy() - x)) / scale for s, x in zip(no_skip, reference)))
         # one layer against the derived map, from the state after layer 2
-        before = {"alpha": states[1]["alpha"], "r": states[1]["r"], "p": states[1]["p"], "y": y}
+        before = {"alpha": states[1]["alpha"], "res": states[1]["r"], "p": states[1]["p"], "y": y}
         numbers = _layer_values(Phi, y, lam, before)
         for name in ("alpha", "r", "p"):
             errors.append(relative_error(states[2][name], values[f"{name}_next"].evaluate(numbers)))

@@ -19,7 +19,7 @@ from derive.engine.printing import prose
 from derive.registry import Equation, all_results, check_equations, get
 from derive.report import context_assumptions
 
-SIZES = {"d": 3, "L": 4, "r": 2, "K": 3, "N": 5, "M": 4, "ell": 6}
+SIZES = {"d": 3, "L": 4, "r": 2, "K": 3, "N": 5, "M": 4, "ell": 6, "n": 6, "m": 2}
 
 
 def random_values(context, names, rng) -> dict:
