@@ -152,3 +152,83 @@ CHECKS = [
         wrong={"1/ell terms dropped (ell -> infinity)": _infinite_context},
         **FINITE_D_SIZES, description="simulated e(Gamma; w) at a fixed task, d = 3, ell = 5"),
 ]
+
+
+# ----------------------------------------------------------------- pretraining and the closed-form fit
+def draw_pretraining(d: int, ell: int, k: int, n: int, rho: float, generator: torch.Generator, device,
+                     chunk: int = 4096) -> dict:
+    """The pool (k, d), and n sequences: queries (n, d), features f = [h; s] (n, d+1), labels (n,).
+
+    Each sequence's task is drawn uniformly from the pool; tokens, noise and query are fresh.
+    """
+    pool = torch.randn(k, d, generator=generator, dtype=DTYPE, device=device)
+    which = torch.randint(0, k, (n,), generator=generator, device=device)
+    features = torch.empty(n, d + 1, dtype=DTYPE, device=device)
+    for start in range(0, n, chunk):  # the (chunk, ell, d) token block bounds memory
+        stop = min(start + chunk, n)
+        features[start:stop] = draw_features(pool[which[start:stop]], ell, rho, generator)
+    query = torch.randn(n, d, generator=generator, dtype=DTYPE, device=device) / d ** 0.5
+    labels = (query * pool[which]).sum(dim=1) + torch.randn(n, generator=generator, dtype=DTYPE,
+                                                           device=device) * rho ** 0.5
+    return {"pool": pool, "query": query, "features": features, "labels": labels}
+
+
+def fit_readout(query: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, lam: float,
+                chunk: int = 2048) -> torch.Tensor:
+    """Γ* = argmin Σ_μ (y^μ − x_μᵀ Γ f_μ)² + (n/d) λ ‖Γ‖²_F in closed form, using the rank-one structure.
+
+    The design row of sequence μ is vec(x_μ f_μᵀ) (p = d(d+1) entries), never formed whole:
+
+    * dual form (n < p): the kernel ⟨vec(x_μ f_μᵀ), vec(x_ν f_νᵀ)⟩ = (x_μᵀx_ν)(f_μᵀf_ν) is the Hadamard
+      product (X Xᵀ) ∘ (F Fᵀ) (cost n²(2d+1)); a = (K + (n/d)λ I)⁻¹ y and Γ = Xᵀ diag(a) F.  At λ = 0 this
+      is the minimum-norm interpolator.
+    * primal form (n ≥ p): the p×p Gram Σ_μ (x_μ x_μᵀ) ⊗ (f_μ f_μᵀ) accumulated over chunks of rows, the
+      right side Xᵀ diag(y) F; at λ = 0, least squares.
+    """
+    n, d = query.shape
+    p = d * (d + 1)
+    ridge = n / d * lam
+    if n < p:
+        kernel = (query @ query.T) * (features @ features.T)
+        kernel.diagonal().add_(ridge)
+        weights = torch.linalg.solve(kernel, labels)
+        return query.T @ (weights[:, None] * features)
+    gram = torch.zeros(p, p, dtype=query.dtype, device=query.device)
+    for start in range(0, n, chunk):
+        rows = (query[start:start + chunk, :, None] * features[start:start + chunk, None, :]).reshape(-1, p)
+        gram.addmm_(rows.T, rows)
+    gram.diagonal().add_(ridge)
+    right = (query.T @ (labels[:, None] * features)).reshape(p)
+    return torch.linalg.solve(gram, right).reshape(d, d + 1)
+
+
+def fit_naive(query: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, lam: float) -> torch.Tensor:
+    """The same fit through the dense n×p design matrix (a reference for tests and the benchmark)."""
+    n, d = query.shape
+    design = (query[:, :, None] * features[:, None, :]).reshape(n, -1)
+    if lam == 0:
+        return torch.linalg.lstsq(design, labels[:, None], driver="gelsd").solution.reshape(d, d + 1)
+    gram = design.T @ design + n / d * lam * torch.eye(design.shape[1], dtype=design.dtype, device=design.device)
+    return torch.linalg.solve(gram, design.T @ labels).reshape(d, d + 1)
+
+
+def task_errors(gamma: np.ndarray, ell: int, rho: float, tasks: np.ndarray) -> np.ndarray:
+    """e(Γ; w) of ``lu.finite_d_error`` at each row of ``tasks``, from the derived polynomial's invariants.
+
+    The derived e_task is evaluated once per task (the polynomial's own evaluator), so no formula is
+    retyped here.
+    """
+    return np.array([derived_error(gamma, ell, rho, w) for w in np.asarray(tasks)])
+
+
+def simulate_point(d: int, alpha: float, kappa: float, tau: float, rho: float, lam: float, seed: int,
+                   device="cpu") -> dict:
+    """One fitted point: draw, fit Γ*, and its e_ICL, e_IDG, g_task from ``lu.finite_d_error``."""
+    ell, k, n = max(1, round(alpha * d)), max(1, round(kappa * d)), max(1, round(tau * d * d))
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    data = draw_pretraining(d, ell, k, n, rho, generator, device)
+    gamma = fit_readout(data["query"], data["features"], data["labels"], lam).cpu().numpy()
+    e_icl = derived_error(gamma, ell, rho)
+    e_idg = float(np.mean(task_errors(gamma, ell, rho, data["pool"].cpu().numpy())))
+    return {"d": d, "ell": ell, "k": k, "n": n, "alpha": alpha, "kappa": kappa, "tau": tau, "rho": rho, "lam": lam,
+            "seed": int(seed), "e_icl": e_icl, "e_idg": e_idg, "g_task": e_icl - e_idg, "gamma": gamma}
