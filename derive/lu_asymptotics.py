@@ -502,10 +502,19 @@ def derive_asymptotic_error() -> Derivation:
         definitions[key] = evaluate(text, ASYMPTOTIC, definitions)
     solved = {key: SolvedPolynomial(definitions[key], auxiliary, INPUTS) for key in ("e_icl", "e_idg", "g_task")}
     values = {**solved,
-              "tau_infinity": {"e_icl": _solved(L["formula"]["e_icl"]), "e_idg": _solved(L["formula"]["e_idg"])},
+              "tau_infinity": {key: SolvedPolynomial(_scalar(L["formula"][key].subs(_S["kt"], _S["lam"])),
+                                                     _tau_infinity_solve, ("alpha", "kappa", "rho", "lam"))
+                               for key in ("e_icl", "e_idg")},
               "alpha_tau_infinity": {side: {k: _scalar(v) for k, v in L["double"][side].items()}
                                      for side in ("below", "above")}}
     return Derivation(steps=steps, values=values, context=ASYMPTOTIC, definitions=definitions)
+
+
+def _tau_infinity_solve(alpha, kappa, rho, lam):
+    """The Marchenko-Pastur integrals at τ = ∞, where the effective ridge is λ itself."""
+    f, c = _numeric_functions(), (1 + rho) / alpha
+    return {"m_c": f["M"](kappa, c), "m_c2": f["M2"](kappa, c), "m_k": f["M"](kappa, c + lam),
+            "m_k2": f["M2"](kappa, c + lam)}
 
 
 def _peak_solve(alpha, kappa, rho, lam):
