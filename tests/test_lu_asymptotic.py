@@ -136,3 +136,25 @@ def test_ridgeless_peak():
     smooth = L.tau_peak(1.0, 0.5, 0.1, 0.01)
     assert 0.8 < smooth < 1.2
     assert np.isnan(L.tau_peak(1.0, 0.5, 0.1, 10.0))
+
+
+def paper_result_1(tau, alpha, rho, kappa):
+    """Ridgeless e_ICL as stated by Lu et al. (PNAS 2025, Result 1), written out here only as an expected value:
+    x = (1+ρ)/α, m = M_κ(x), μ = x M_{κ/τ}(x); two branches, τ < 1 and τ > 1."""
+    def stieltjes(x, k):
+        return 2 / ((x + 1 - 1 / k) + np.sqrt((x + 1 - 1 / k) ** 2 + 4 * x / k))
+
+    x = (1 + rho) / alpha
+    m, mu = stieltjes(x, kappa), x * stieltjes(x, kappa / tau)
+    if tau < 1:
+        return tau * (1 + x) / (1 - tau) * (1 - tau * (1 - mu) ** 2 - (x - rho) / x * mu) - 2 * tau * (1 - mu) + rho + 1
+    k_star = 1 / (1 - kappa * (m / (kappa + m)) ** 2)
+    return ((k_star - 1 / (tau - 1)) * (1 + x) * (x * m) ** 2 + (3 - 2 * tau) / (tau - 1) * m * x ** 2
+            + ((1 + rho) / (tau - 1) * m + 1) * x + rho * m / (tau - 1) + rho)
+
+
+@pytest.mark.parametrize("alpha, kappa, tau, rho", [(1, 0.5, 2, 0.1), (1, 0.5, 0.5, 0.1), (1, 2, 2, 0.1),
+                                                    (2, 0.5, 3, 0.1), (1, 2, 0.6, 0.3), (0.5, 1.5, 5, 0.5)])
+def test_ridgeless_e_icl_equals_the_papers_result_1(alpha, kappa, tau, rho):
+    derived = L.asymptotic_errors(alpha, kappa, tau, rho, 0.0)["e_icl"]
+    assert derived == pytest.approx(paper_result_1(tau, alpha, rho, kappa), rel=1e-10)
