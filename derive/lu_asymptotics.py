@@ -1,4 +1,4 @@
-"""In-context learning by linear attention: finite-d errors and their d → ∞ limit (Lu et al., PNAS 2025).
+"""In-context learning by linear attention: finite-d errors and their limit as d grows (Lu et al., PNAS 2025).
 
 Conventions (the paper's)
 -------------------------
@@ -548,7 +548,7 @@ RESULTS = [
     Result(id="lu.finite_d_error", title="The ICL error of a linear-attention readout `Gamma` at finite `d`",
            equations=(Equation(ERROR, value="e_icl"),),
            derive=derive_finite_d_error, where=(PREDICTION, QUERY_LABEL),
-           sources=(Source(LU2025, "Eqs. (3)-(8), the reduced model ŷ = <Γ, H_Z>"), Source(KEMPNER2025)),
+           sources=(Source(LU2025, "the reduced model `yhat` = <`Gamma`, `H_Z`>"), Source(KEMPNER2025)),
            assumptions=MODEL,
            remarks=("The error includes the query's label noise `rho`. The `g` column only enters through "
                     "`g.T @ g` and, at a fixed task, `g.T @ w`, `g.T @ G @ w`: at a fresh task `G` and `g` do not "
@@ -563,7 +563,7 @@ RESULTS = [
                       Equation("e_icl", "e0 + cross + (bias + sigma2) * shift/(1 - df2)", value="e_icl"),
                       Equation("g_task", "e_icl - e_idg", value="g_task")),
            derive=derive_asymptotic_error,
-           sources=(Source(LU2025, "Results 1-2, Eqs. (18)-(23)"), Source(MP1967), Source(HASTIE2022, "Thm 5"),
+           sources=(Source(LU2025, "Results 1 and 2"), Source(MP1967), Source(HASTIE2022),
                     Source(BACH2024), Source(HULU2023)),
            assumptions=("`d` to infinity with `alpha = ell/d`, `kappa = k/d`, `tau = n/d**2`, `rho`, `lam` fixed",
                         "cited, not derived: the pretraining regression behaves as ridge regression on Gaussian "
@@ -592,7 +592,7 @@ RESULTS = [
     Result(id="lu.double_descent", title="The double-descent peak of the ICL error in `tau`",
            equations=(Equation("at(1 - df2, kt=0, m_k=m_c, m_k2=m_c2, tau=1)", "0"),),
            derive=derive_double_descent,
-           sources=(Source(LU2025, "Fig. 1 and Sec. III.C"), Source(HASTIE2022)),
+           sources=(Source(LU2025, "the double descent of Fig. 1"), Source(HASTIE2022)),
            assumptions=("the setting and cited steps of lu.asymptotic_error",),
            remarks=("Ridgeless (`lam = 0`): `1 - df2 = 1 - 1/tau` vanishes at tau_peak = 1 (n = `d**2`, the "
                     "number of parameters); both errors diverge like one over the distance of `tau` from 1 with the residues above "

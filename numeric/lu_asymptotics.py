@@ -357,8 +357,15 @@ def draw_figure(tau_rows: list[dict], kappa_rows: list[dict], path: Path) -> Pat
                       yerr=[r["e_icl"]["se"] for r in rows], fmt="o", color=color, ms=4, capsize=2,
                       label=f"simulation $d={base['d']}$, $\\lambda={lam:g}$")
     left.axvline(1.0, color="grey", lw=0.8, ls=":")
+    d = tau_rows[0]["d"]
+    left.axvline((d + 1) / d, color="C0", lw=0.8, ls="--", alpha=0.6, label=f"finite-$d$ threshold $n=d(d+1)$")
     left.set_yscale("log")
     left.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    left.xaxis.set_major_locator(FixedLocator([0.1, 0.2, 0.5, 1, 2, 4]))
+    left.xaxis.set_major_formatter(ScalarFormatter())
+    left.xaxis.set_minor_formatter(NullFormatter())
     left.set_xlabel(r"$\tau = n/d^2$ (pretraining sequences per parameter)")
     left.set_ylabel(r"$e_{\mathrm{ICL}}$")
     b = tau_rows[0]
@@ -376,6 +383,9 @@ def draw_figure(tau_rows: list[dict], kappa_rows: list[dict], path: Path) -> Pat
                        label=f"simulation {label}, $d={base['d']}$")
     right.axvline(1.0, color="grey", lw=0.8, ls=":")
     right.set_xscale("log")
+    right.xaxis.set_major_locator(FixedLocator([0.1, 0.2, 0.5, 1, 2, 4]))
+    right.xaxis.set_major_formatter(ScalarFormatter())
+    right.xaxis.set_minor_formatter(NullFormatter())
     right.set_xlabel(r"$\kappa = k/d$ (pretraining task diversity)")
     right.set_ylabel("error")
     right.set_title(f"Memorization to ICL: $g_{{task}}$ falls as $\\kappa$ passes 1\n"
