@@ -487,6 +487,34 @@ CHECKS += [
 ]
 
 
+# ----------------------------------------------------------------- speed
+def bench_fit(d: int, tau: float, lam: float = 0.0, device="cpu", naive: bool = False, alpha=1.0, kappa=0.5,
+              rho=0.1) -> dict:
+    """Seconds to draw the pretraining set, fit Γ* (structured, or the dense design matrix) and evaluate e_ICL,
+    e_IDG (lu.finite_d_error) at one point."""
+    import time
+
+    ell, k, n = round(alpha * d), round(kappa * d), round(tau * d * d)
+    generator = torch.Generator(device=device).manual_seed(0)
+    t0 = time.perf_counter()
+    data = draw_pretraining(d, ell, k, n, rho, generator, device)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    fit = fit_naive if naive else fit_readout
+    gamma = fit(data["query"], data["features"], data["labels"], lam)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    gamma = gamma.cpu().numpy()
+    derived_error(gamma, ell, rho)
+    task_errors(gamma, ell, rho, data["pool"].cpu().numpy())
+    t3 = time.perf_counter()
+    form = "dense" if naive else ("dual" if n < d * (d + 1) else "primal")
+    return {"d": d, "tau": tau, "n": n, "p": d * (d + 1), "form": form, "draw_s": t1 - t0, "fit_s": t2 - t1,
+            "errors_s": t3 - t2, "total_s": t3 - t0, "device": str(device)}
+
+
 # ----------------------------------------------------------------- command line
 def build_parser():
     from derive.cli import OneLineParser
