@@ -41,7 +41,7 @@ from derive.references import BACH2024, HASTIE2022, HULU2023, KEMPNER2025, LU202
 from derive.registry import Derivation, Equation, Result, Source, Step
 
 LATEX_NAMES = {"q": "x_{\\ell+1}", "ell": "\\ell", "eps": "\\varepsilon", "yhat": "\\hat{y}", "yq": "y_{\\ell+1}",
-               "e_task": "e(\\Gamma; w)", "yhat_seed": "\\hat{y}_{\\mathrm{seed}}"}
+               "e_task": "e(\\Gamma; w)", "yhat_unscaled": "\\hat{y}_{\\mathrm{unscaled}}"}
 # The prompt distribution with a fresh task (e_ICL) and with a fixed task `w` (e(Γ; w)).
 FRESH = declare(gaussians={"x": "I/d", "q": "I/d", "w": "I", "eps": "rho"}, vectors=["g"],
                 scalars={"rho": "positive"}, counts=["ell"], latex_names=LATEX_NAMES)
@@ -51,7 +51,7 @@ LABEL = "x[i].T @ w + eps[i]"
 # ŷ = ⟨Γ, H_Z⟩ with H_Z = q [(d/ℓ) Σ yᵢ xᵢᵀ, (1/ℓ) Σ yᵢ²] and Γ = [G | g], written out.
 PREDICTION = ("yhat", f"d/ell * q.T @ G @ sum(i, x[i] * ({LABEL}), ell) + (q.T @ g) * sum(i, ({LABEL})**2, ell)/ell")
 # The seeds' H_Z drops the factor d/ℓ (a wrong variant, kept to be rejected numerically).
-PREDICTION_SEED = ("yhat_seed", f"1/ell * q.T @ G @ sum(i, x[i] * ({LABEL}), ell) + "
+PREDICTION_SEED = ("yhat_unscaled", f"1/ell * q.T @ G @ sum(i, x[i] * ({LABEL}), ell) + "
                                 f"(q.T @ g) * sum(i, ({LABEL})**2, ell)/ell")
 QUERY_LABEL = ("yq", "q.T @ w + eps")
 ERROR = "E((yq - yhat)**2)"
@@ -76,7 +76,7 @@ def finite_d() -> dict:
     e_task = evaluate(ERROR, FIXED, definitions)
     # Averaging the fixed-task error over w ~ N(0, I): e_task read back as an expression in the fresh context.
     averaged = evaluate(f"E({e_task.text()})", FRESH)
-    seed = evaluate("E((yq - yhat_seed)**2)", FRESH, definitions)
+    seed = evaluate("E((yq - yhat_unscaled)**2)", FRESH, definitions)
     return {"e_icl": e_icl, "e_task": e_task, "averaged": averaged, "average_gap": averaged - e_icl,
             "seed_e_icl": seed}
 
@@ -89,7 +89,7 @@ def derive_finite_d_error() -> Derivation:
             Step("e_task", f["e_task"], WICK + "; `w` held fixed: the error on one task, e(Gamma; w)"),
             Step("E(e_task) - e_icl", f["average_gap"], "averaging e(Gamma; w) over `w` ~ N(0, `I`) gives "
                                                           "e_ICL back (the engine, on the printed e_task)"),
-            Step("E((yq - yhat_seed)**2)", f["seed_e_icl"], "the seeds' features without the factor `d/ell` "
+            Step("E((yq - yhat_unscaled)**2)", f["seed_e_icl"], "the source notes' features without the factor `d/ell` "
                                                             "(a wrong variant; the Monte Carlo check rejects it)"),
         ),
         values={"e_icl": f["e_icl"], "e_task": f["e_task"]}, context=FRESH)
@@ -553,11 +553,11 @@ RESULTS = [
            remarks=("The error includes the query's label noise `rho`. The `g` column only enters through "
                     "`g.T @ g` and, at a fixed task, `g.T @ w`, `g.T @ G @ w`: at a fresh task `G` and `g` do not "
                     "interact (odd moments of `w`).",
-                    "The seeds write `H_Z` without the factor `d/ell`; with it the context term `h` = "
+                    "The source notes (Kempner Institute 2025) write `H_Z` without the factor `d/ell`; with it the context term `h` = "
                     "`d/ell * sum(i, y[i] * x[i], ell)` has mean `w`, so `G = I` makes `yhat` unbiased. Without "
-                    "it the same `G` predicts `(1/d) * q.T @ w`. Numbers (numeric.confirm, seed 0, `d = 3`, "
+                    "it the same `G` predicts `(1/d) * q.T @ w`. Numbers (numeric.confirm at its first instance, `d = 3`, "
                     "`ell = 5`, 2,000,000 prompts): simulated e_ICL 2.3494 with standard error 0.0023, derived "
-                    "2.3511, the seeds' features 1.6748 (z = 294): the factor `d/ell` belongs in `H_Z`.")),
+                    "2.3511, the notes' features 1.6748 (z = 294): the factor `d/ell` belongs in `H_Z`.")),
     Result(id="lu.asymptotic_error", title="ICL and IDG errors of the pretrained readout as `d` to infinity",
            equations=(Equation("e_idg", "(bias + sigma2)/(1 - df2)", value="e_idg"),
                       Equation("e_icl", "e0 + cross + (bias + sigma2) * shift/(1 - df2)", value="e_icl"),
@@ -581,13 +581,13 @@ RESULTS = [
                     "ridge optimum `R @ inv(R + (c + lam) * I)` (derived separately; the difference simplifies to 0). Then "
                     "`alpha` to infinity at `lam = 0`: `e_idg` tends to `rho`, `e_icl` tends to `rho + 1 - kappa` for `kappa < 1` and "
                     "`rho` for `kappa > 1`, so `g_task` tends to `1 - kappa` below `kappa = 1` and 0 above.",
-                    "Seed discrepancy: seed 001 states `g_task` tends to `(1 + rho/(1 + rho)) * (1 - kappa)` in this "
+                    "Discrepancy: the blog summary (Kempner Institute 2025) states `g_task` tends to `(1 + rho/(1 + rho)) * (1 - kappa)` in this "
                     "limit. The derivation gives `1 - kappa`: at `kappa = 1/2`, `rho = 1` the formula gives "
-                    "0.5000 at `tau = 10**9`, `alpha = 10**5` (the seed: 0.75), and the other order of limits "
-                    "(`alpha` first) diverges like `alpha/tau`, so no order gives the seed's factor. The formula "
+                    "0.5000 at `tau = 10**9`, `alpha = 10**5` (the blog: 0.75), and the other order of limits "
+                    "(`alpha` first) diverges like `alpha/tau`, so no order gives the blog's factor. The formula "
                     "itself is confirmed by simulation at finite `alpha`, `tau` (docs/lu_asymptotics.md; e.g. "
                     "`d = 40`, `alpha = tau = 8`: simulated 0.897 with standard error 0.031, formula 0.813, "
-                    "limit 0.5, seed 0.75 for the limit). The ridgeless e_ICL also agrees to 1e-12 with the "
+                    "limit 0.5, the blog's limit 0.75). The ridgeless e_ICL also agrees to 1e-12 with the "
                     "closed form of Lu et al.'s Result 1 (tests/test_lu_asymptotic.py).")),
     Result(id="lu.double_descent", title="The double-descent peak of the ICL error in `tau`",
            equations=(Equation("at(1 - df2, kt=0, m_k=m_c, m_k2=m_c2, tau=1)", "0"),),
