@@ -119,14 +119,14 @@ def _scalar(expr) -> Polynomial:
 
 @functools.lru_cache(maxsize=None)
 def moments() -> dict:
-    """The context term's moments at a fixed task (engine), and their `d` to infinity form with ℓ = αd, ‖w‖²/d tends to 1.
+    """The context term's moments at a fixed task (engine), and their d → ∞ form (ℓ = αd, ‖w‖²/d → 1).
 
-    E[h] = w, E[h hᵀ] = (1 + 1/ℓ) w wᵀ + (ρ d/ℓ + ‖w‖²/ℓ) I tends to w wᵀ + c I with c = (1 + ρ)/α.
+    E[h] = w, E[h hᵀ] = (1 + 1/ℓ) w wᵀ + (ρ d/ℓ + ‖w‖²/ℓ) I → w wᵀ + c I with c = (1 + ρ)/α.
     """
     mean = evaluate("E(h)", FIXED, CONTEXT_MOMENTS)
     second = evaluate("E(h @ h.T)", FIXED, CONTEXT_MOMENTS)
     d, ell, w2 = sympy.Symbol("d", positive=True), sympy.Symbol("ell", positive=True), sympy.Symbol("w2")
-    # the coefficient of I in E[h hᵀ] with ‖w‖² = w2·d, ℓ = αd, as `d` to infinity
+    # the coefficient of I in E[h hᵀ] with ‖w‖² = w2·d, ℓ = αd, as d → ∞
     isotropic = sympy.limit((_S["rho"] * d / ell + w2 * d / ell).subs({ell: _S["alpha"] * d}).subs(w2, 1), d,
                             sympy.oo)
     return {"mean": mean, "second": second, "c": isotropic}
@@ -134,9 +134,9 @@ def moments() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def limit_error_of_readout() -> dict:
-    """The `d` to infinity form of e_ICL(G) (g = 0): 1 + ρ − 2 t₁ + (1 + c) t₂, t₁ = tr(G)/d, t₂ = tr(G Gᵀ)/d.
+    """The d → ∞ form of e_ICL(G) (g = 0): 1 + ρ − 2 t₁ + (1 + c) t₂, t₁ = tr(G)/d, t₂ = tr(G Gᵀ)/d.
 
-    Read off the derived finite-d e_icl: every trace is d times a normalised trace, ℓ = αd, `d` to infinity.
+    Read off the derived finite-d e_icl: every trace is d times a normalised trace, ℓ = αd, d → ∞.
     """
     e = finite_d()["e_icl"].substitute({"g": "zeros(d, 1)"}).to_sympy()
     d = sympy.Symbol("d", positive=True, integer=True)
@@ -185,8 +185,8 @@ def _spectral(matrix_expr, eigenvalue):
 def marchenko_pastur() -> dict:
     """M(z) = ∫ dμ(r)/(r + z) of the spectrum of R = (1/k) Σ_j w_j w_jᵀ, k = κd (ratio d/k = 1/κ).
 
-    Cited (Marchenko & Pastur 1967; Bai & Silverstein 2010, Thm 3.10): its Stieltjes transform solves
-    M = 1/(1 − 1/κ + z + z M/κ).  Sympy solves the quadratic and keeps the root with M ~ 1/z as z tends to ∞;
+    Cited (Marchenko & Pastur 1967): its Stieltjes transform solves
+    M = 1/(1 − 1/κ + z + z M/κ).  Sympy solves the quadratic and keeps the root with M ~ 1/z as z → ∞;
     the series there gives the moments ∫ r dμ = 1 and ∫ r² dμ = 1 + 1/κ.
     """
     kappa = _S["kappa"]
@@ -226,7 +226,7 @@ def _integral(f) -> sympy.Expr:
 
 @functools.lru_cache(maxsize=None)
 def asymptotic() -> dict:
-    """e_ICL, e_IDG, g_task as `d` to infinity (the derived and the cited steps are listed in the result).
+    """e_ICL, e_IDG, g_task as d → ∞ (the derived and the cited steps are listed in the result).
 
     Gaussian equivalent: the pretraining rows vec(x hᵀ) have covariance Σ = (1/d) I ⊗ (R + c I) on the
     pool and (1/d)(1 + c) I at a fresh task; the target's best linear predictor on the pool is G₀ = R(R +
@@ -314,7 +314,7 @@ def auxiliary(alpha: float, kappa: float, tau: float, rho: float, lam: float) ->
 
 
 def asymptotic_errors(alpha: float, kappa: float, tau: float, rho: float, lam: float) -> dict:
-    """The derived e_ICL, e_IDG, g_task (`d` to infinity) at numbers; infinite at the ridgeless peak τ = 1."""
+    """The derived e_ICL, e_IDG, g_task (d → ∞) at numbers; infinite at the ridgeless peak τ = 1."""
     f = _numeric_functions()
     aux = auxiliary(alpha, kappa, tau, rho, lam)
     args = (alpha, kappa, tau, rho, lam, aux["kt"], aux["m_c"], aux["m_c2"], aux["m_k"], aux["m_k2"])
@@ -329,9 +329,9 @@ def asymptotic_errors(alpha: float, kappa: float, tau: float, rho: float, lam: f
 
 @functools.lru_cache(maxsize=None)
 def limits() -> dict:
-    """`tau` to infinity of the formulas, the same limit derived separately, and τ, `alpha` to infinity (ridgeless) on both sides of κ = 1.
+    """τ → ∞ of the formulas, the same limit derived separately, and τ, α → ∞ (ridgeless) either side of κ = 1.
 
-    At `tau` to infinity the effective-ridge equation λ = kt (1 − df₁/τ) gives kt tends to λ and df₂, V tends to 0.  Separately:
+    At τ → ∞ the effective-ridge equation λ = kt (1 − df₁/τ) gives kt → λ and df₂, V → 0.  Separately:
     the population ridge optimum G_λ = R(R + (c + λ)I)⁻¹ (`pool_optimum`) has the fresh-task error
     ∫ e_ICL(g_λ, g_λ²) and the pool error ρ + ∫ (g_λ² a − 2 g_λ r + r), g_λ = r/(r + c + λ); written with
     kt for λ (the pole at −(c + kt)) both must equal the formulas at τ = ∞.
@@ -348,7 +348,7 @@ def limits() -> dict:
     population = {"e_icl": _integral(e_of),
                   "e_idg": _S["rho"] + _integral(optimum ** 2 * (r + c) - 2 * optimum * r + r)}
     gaps = {key: sympy.simplify(formula[key] - population[key]) for key in formula}
-    # τ, `alpha` to infinity, λ = 0: kt = 0 and m_c, m_c2 written out (the Marchenko-Pastur root at z = c), c tends to 0.
+    # τ, α → ∞, λ = 0: kt = 0 and m_c, m_c2 written out (the Marchenko-Pastur root at z = c), c → 0.
     mp = marchenko_pastur()
     u = sympy.Symbol("u", positive=True)
     closed = {_S["m_c"]: mp["root"].subs(_z, c), _S["m_c2"]: -mp["derivative"].subs(_z, c)}
@@ -371,7 +371,7 @@ def peak() -> dict:
     """Ridgeless: 1 − df₂ at kt = 0 is 1 − 1/τ, so the errors diverge at τ = 1; the residues of the pole.
 
     For τ > 1 the ridgeless kt is 0 (λ = kt(1 − df₁/τ) with df₁ ≤ 1 < τ); the errors are then rational in
-    τ with the factor 1/(1 − 1/τ); (τ − 1) e tends to τ σ² (IDG) and τ σ² V... at τ = 1.
+    τ with the factor 1/(1 − 1/τ); (τ − 1) e → τ σ² (IDG) and τ σ² V... at τ = 1.
     """
     a_ = asymptotic()
     kt, tau = _S["kt"], _S["tau"]
@@ -460,7 +460,7 @@ def derive_asymptotic_error() -> Derivation:
                                                "tr(R))/d` with `B = R + (c + lam) * I` (`lam = 0`: no ridge)"),
         Step("G_star", o["optimum"], "solved by the engine: `G0 = R @ inv(R + c * I)` at `lam = 0`"),
         Step("M", _scalar(mp["root"].subs(_z, sympy.Symbol("z", positive=True))),
-             "cited (Marchenko-Pastur; Bai-Silverstein Thm 3.10): the transform M(z) of the spectrum of `R` "
+             "cited (Marchenko & Pastur 1967): the transform M(z) of the spectrum of `R` "
              "solves `M = 1/(1 - 1/kappa + z + z * M/kappa)`; sympy solves it and keeps the root `M` ~ `1/z`"),
         Step("m_2", _scalar(mp["moments"][2]), "sympy: the series of `M` at `z` at infinity gives the moments 1, 1 and "
                                                "this second moment of `R`'s spectrum"),
