@@ -542,7 +542,8 @@ def build_parser():
     parser.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (tcp://host:8786); "
                                                                "default: a local process pool")
     parser.add_argument("--workers", type=int, default=None, help="local processes (default: CPU count)")
-    parser.add_argument("--device", default="cpu", help="auto|cpu|cuda (the fits; cuda for d of 160 or more)")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda (the draws and fits; with cuda the local "
+                                                          "tasks run in this process, one GPU)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--figure", nargs="?", const=str(DEFAULT_FIGURE), metavar="PATH",
                         help=f"run both sweeps at the largest d and draw them (default path {DEFAULT_FIGURE})")
@@ -579,7 +580,8 @@ def main(argv=None) -> int:
         start = len(tasks)
         tasks += tasks_for(sweep_points(name), ds, args.seeds, device)
         spans[name] = (start, len(tasks))
-    results = run_tasks(simulate_task, tasks, scheduler=args.scheduler, workers=args.workers, progress=progress)
+    workers = 1 if device.startswith("cuda") and args.scheduler is None else args.workers  # CUDA does not fork
+    results = run_tasks(simulate_task, tasks, scheduler=args.scheduler, workers=workers, progress=progress)
     report: dict = {"device": device, "seconds": None, "sweeps": {}}
     for name, (a, b) in spans.items():
         rows = summarize(results[a:b])

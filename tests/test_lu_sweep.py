@@ -60,3 +60,14 @@ def test_cli_bad_input_is_one_line(argv, capsys):
     assert run(lu.main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1
+
+
+def test_cli_runs_a_tiny_sweep(capsys, tmp_path):
+    import json
+
+    assert lu.main(["--d", "6", "8", "--seeds", "2", "--workers", "1", "--no-progress", "--device", "cpu",
+                    "--plain-prompts", "4000", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = report["sweeps"]["points"]["rows"]
+    assert {r["d"] for r in rows} == {6, 8} and all(r["seeds"] == 2 for r in rows)
+    assert abs(report["plain_monte_carlo"]["z"]) < 5
