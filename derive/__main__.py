@@ -77,6 +77,11 @@ def evaluate_result(result, values: dict) -> dict:
     """The equations' sides and the derivation's named values at ``values`` (missing inputs gathered first)."""
     missing: set = set()
     equations, named = [], {}
+    for value in flat_values(result.derivation.values).values():
+        # a value may solve for auxiliary unknowns from the inputs (lu.asymptotic_error's effective ridge)
+        complete = getattr(value, "complete", None)
+        if complete is not None:
+            values = complete(values)
 
     def value_of(poly):
         try:

@@ -100,3 +100,17 @@ SAAD2003 = Reference("saad2003iterative", "Yousef Saad", "Iterative Methods for 
                      "SIAM, Philadelphia", 2003)
 NADARAYA1964 = Reference("nadaraya1964estimating", "Elizbar A. Nadaraya", "On estimating regression",
                          "Theory of Probability and Its Applications 9(1):141-142", 1964)
+# Random-matrix theorems cited by derive/lu_asymptotics.py (issue 12).
+MP1967 = Reference("marchenko1967distribution", "Vladimir A. Marchenko and Leonid A. Pastur", "Distribution of "
+                   "eigenvalues for some sets of random matrices", "Mathematics of the USSR-Sbornik 1(4):457-483",
+                   1967)
+HASTIE2022 = Reference("hastie2022surprises", "Trevor Hastie, Andrea Montanari, Saharon Rosset and Ryan J. "
+                       "Tibshirani", "Surprises in high-dimensional ridgeless least squares interpolation",
+                       "Annals of Statistics 50(2):949-986", 2022, arxiv="1903.08560")
+BACH2024 = Reference("bach2024high", "Francis Bach", "High-dimensional analysis of double descent for linear "
+                     "regression with random projections", "SIAM Journal on Mathematics of Data Science 6(1):26-50",
+                     2024, arxiv="2303.01372")
+HULU2023 = Reference("hu2023universality", "Hong Hu and Yue M. Lu", "Universality laws for high-dimensional "
+                     "learning with random features", "IEEE Transactions on Information Theory 69(3):1932-1964",
+                     2023, arxiv="2009.07669")
+__all__ += ["MP1967", "HASTIE2022", "BACH2024", "HULU2023"]

@@ -47,3 +47,13 @@ def test_pool_average_of_the_task_error():
     pool = rng.standard_normal((4, 3))
     direct = np.mean([lu.derived_error(gamma, 5, 0.3, w) for w in pool])
     assert lu.pool_error(gamma, 5, 0.3, pool) == pytest.approx(direct, rel=1e-12)
+
+
+def plain_monte_carlo(gamma, ell, rho, w=None, samples=400_000, seed=11):
+    """Mean and standard error of (y_{ℓ+1} − ŷ)² over whole fresh prompts (query drawn too)."""
+    generator = torch.Generator().manual_seed(seed)
+    d = gamma.shape[0]
+    tasks = (torch.randn(samples, d, generator=generator, dtype=torch.float64) if w is None
+             else torch.as_tensor(np.asarray(w), dtype=torch.float64).expand(samples, d))
+    values = lu.query_error_samples(gamma, ell, rho, samples, generator, "cpu", tasks)
+    return float(values.mean()), float(values.std() / samples ** 0.5)
