@@ -104,7 +104,7 @@ samples, > 20 s.
 
 Run::
 
-    python -m numeric.lsa_optimum [--device auto|cpu|cuda] [--seed S] [--figure figures/lsa_training.png]
+    python -m numeric.lsa_optimum [--device auto|cpu|cuda] [--seed S] [--format text|json] [--figure docs/figures/lsa_training.png]
     (the training experiment, implemented in numeric/lsa_dynamics.py)
     python -m numeric.confirm lsa.population_loss lsa.balanced_invariant
 """
@@ -121,7 +121,7 @@ import torch
 
 from numeric.checks import DeterministicCheck, MonteCarloCheck
 
-DEFAULT_FIGURE = Path("figures") / "lsa_training.png"
+DEFAULT_FIGURE = Path("docs") / "figures" / "lsa_training.png"
 DTYPE = torch.float64
 
 
