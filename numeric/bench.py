@@ -2,7 +2,8 @@ r"""Throughput of the Monte Carlo estimators, torch against a plain numpy versio
 
 Usage::
 
-    python -m numeric.bench [--device auto|cpu|cuda] [--seconds S] [--output docs/benchmarks.md] [--no-write]
+    python -m numeric.bench [--device auto|cpu|cuda] [--seed S] [--format text|json] [--seconds S]
+                            [--confirm] [--output docs/benchmarks.md] [--no-write]
 
 Measured, in one run, on the CPU and (``auto`` with a GPU present, or ``cuda``)
 on CUDA, each against a straightforward vectorized numpy implementation of the
@@ -20,7 +21,14 @@ same math timed in the same run:
   ``lsa_loss_samples(d, N, batch, generator, device)``, its full forward pass
   (``method="brute"``) and its default conditional (variance-reduced) estimator;
 * the wall time for the streaming mean of the LSA loss to reach relative
-  standard error ``1e-3`` (``stderr / |mean|``), with the samples it took.
+  standard error ``1e-3`` (``stderr / |mean|``), with the samples it took;
+* the estimators the checks use: the sixth moment with the radius integrated
+  out (``numeric.gaussian_moments.sample_isserlis_6``, d = 3, samples/s) and the
+  LSA loss given the context (``numeric.lsa_optimum.context_loss_samples``,
+  d = 3, N = 4, prompts/s: each sample integrates a prompt's task and query out);
+* with ``--confirm``: ``python -m numeric.confirm`` (defaults) in a child
+  process, its wall time and peak resident memory (``getrusage`` of the child),
+  with ``--device`` passed on (``cpu`` for ``auto`` on a machine without a GPU).
 
 Rates are medians over repeats of about ``--seconds`` of batches each, after a
 warm-up batch; CUDA timings synchronize the device.  The Markdown report is
@@ -31,8 +39,10 @@ is created if missing; everything outside the markers is kept).
 
 from __future__ import annotations
 
-import argparse
 import functools
+import json
+import resource
+import subprocess
 import os
 import platform
 import statistics
@@ -144,6 +154,50 @@ def lsa_estimators() -> list[tuple[str, Callable[..., torch.Tensor], bool]]:
     return found
 
 
+CHECK_BATCH = 20_000
+
+
+def check_estimators(generator: torch.Generator, device: torch.device):
+    """(estimator, implementation, draw(batch)) for the estimators the checks of numeric.confirm use."""
+    from numeric import gaussian_moments, lsa_optimum
+
+    sixth = gaussian_moments.make_instance(3, with_b=True)(np.random.default_rng(0))
+    lsa_instance = lsa_optimum.instance_maker("full")(np.random.default_rng(0))
+    return [
+        ("Isserlis 6th moment (d = 3), radius integrated out", "torch (`gaussian_moments.sample_isserlis_6`)",
+         lambda batch: gaussian_moments.sample_isserlis_6(sixth, batch, generator, device)),
+        ("LSA loss given the context (d = 3, N = 4), prompts/s", "torch (`lsa_optimum.context_loss_samples`)",
+         lambda batch: lsa_optimum.context_loss_samples(lsa_instance, batch, generator, device)),
+    ]
+
+
+def measure_confirm(device: str) -> dict:
+    """Run ``python -m numeric.confirm --device DEVICE`` (defaults) in a child process: wall time, peak RSS, status."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "numeric.confirm", "--device", device], cwd=root, env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    summary = [line for line in done.stdout.splitlines() if "confirmed" in line]
+    return {"device": device, "wall_seconds": wall, "peak_rss_mb": peak_kib * 1024 / 1e6, "exit_status": done.returncode,
+            "summary": summary[-1] if summary else done.stderr.strip()[-200:]}
+
+
+def machine_description() -> str:
+    """CPU model (lscpu) and the number of cores (nproc)."""
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores (nproc)"
+
+
 # --------------------------------------------------------------------- timing
 def _sync(device: torch.device | None) -> None:
     if device is not None and device.type == "cuda":
@@ -232,6 +286,9 @@ def run_benchmarks(devices: list[torch.device], seconds: float = 1.0, isserlis_b
         rate = samples_per_second(lambda: isserlis_torch(instance, isserlis_batch, generator, device),
                                   isserlis_batch, seconds, device)
         rows.append((isserlis_name, "torch", label, isserlis_batch, rate))
+        for estimator, implementation, draw in check_estimators(generator, device):
+            rate = samples_per_second(lambda: draw(CHECK_BATCH), CHECK_BATCH, seconds, device)
+            rows.append((estimator, implementation, label, CHECK_BATCH, rate))
         for implementation, sampler, to_target in lsa_variants:
             rate = samples_per_second(lambda: sampler(LSA_D, LSA_N, lsa_batch, generator, device),
                                       lsa_batch, seconds, device)
@@ -246,7 +303,7 @@ def run_benchmarks(devices: list[torch.device], seconds: float = 1.0, isserlis_b
     lines = [
         "## Monte Carlo estimators (`python -m numeric.bench`)",
         "",
-        f"Generated on {time.strftime('%Y-%m-%d')}: {platform.machine()}, {os.cpu_count()} CPU cores visible, "
+        f"Generated on {time.strftime('%Y-%m-%d')}: {machine_description()}, "
         f"torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}; float64 "
         "throughout. Rates are medians of 3 repeats after a warm-up batch (CUDA synchronized). The LSA loss "
         "is the per-prompt loss of the optimal one-layer LSA at Lambda = I; the direct and full-forward "
@@ -257,8 +314,8 @@ def run_benchmarks(devices: list[torch.device], seconds: float = 1.0, isserlis_b
         "| --- | --- | --- | ---: | ---: | ---: |",
     ]
     for estimator, implementation, device_label, batch, rate in rows:
-        lines.append(f"| {estimator} | {implementation} | {device_label} | {batch:,} | {rate:,.0f} | "
-                     f"{rate / numpy_rate[estimator]:.2f}x |")
+        versus = f"{rate / numpy_rate[estimator]:.2f}x" if estimator in numpy_rate else "-"
+        lines.append(f"| {estimator} | {implementation} | {device_label} | {batch:,} | {rate:,.0f} | {versus} |")
     lines += [
         "",
         f"Wall time for the streaming mean of the LSA loss (d = {LSA_D}, N = {LSA_N}) to reach relative "
@@ -291,27 +348,37 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        print(f"python -m numeric.bench: error: {' '.join(message.split())}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m numeric.bench", description="Benchmark the Monte Carlo estimators.")
-    parser.add_argument("--device", default="auto", help="auto (CPU, and CUDA if present), cpu or cuda")
+    from derive.cli import OneLineParser, UsageError
+    from numeric.options import add_common_options, run_settings
+
+    parser = OneLineParser(prog="python -m numeric.bench", description="Benchmark the Monte Carlo estimators.")
+    add_common_options(parser, seed_help="seed of the instances and the samples")
     parser.add_argument("--seconds", type=float, default=1.0, help="timing budget per rate measurement")
+    parser.add_argument("--confirm", action="store_true",
+                        help="also time python -m numeric.confirm (defaults) in a child process: wall time, peak memory")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print the report only")
     args = parser.parse_args(argv)
     if not args.seconds > 0:
-        parser.error("--seconds must be positive")
-    try:
-        devices = devices_for(args.device)
-    except ValueError as error:
-        parser.error(str(error))
+        raise UsageError("--seconds must be positive")
+    devices = devices_for(args.device)
+    torch.manual_seed(args.seed)
     section = run_benchmarks(devices, seconds=args.seconds)
-    print(section)
+    confirm_runs = []
+    if args.confirm:
+        for device in devices:
+            confirm_runs.append(measure_confirm(device.type))
+        section += "\n\n`python -m numeric.confirm` (defaults, a child process; one CPU thread on the CPU):\n\n"
+        section += "| device | wall time (s) | peak RSS (MB) | result |\n| --- | ---: | ---: | --- |\n"
+        section += "\n".join(f"| {r['device']} | {r['wall_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['summary']} |"
+                              for r in confirm_runs)
+    if args.format == "json":
+        print(json.dumps({"settings": run_settings(args.seed, ",".join(str(d) for d in devices),
+                                                   seconds=args.seconds, machine=machine_description()),
+                          "markdown": section, "confirm": confirm_runs}, indent=2))
+    else:
+        print(section)
     if not args.no_write:
         write_section(args.output, section)
         print(f"\n(written to {args.output})", file=sys.stderr)
@@ -319,4 +386,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from derive.cli import run
+
+    sys.exit(run(main))

@@ -338,7 +338,7 @@ CHECKS = [
         },
         samples=1_500_000,
         ci_samples=150_000,
-        batch=100_000,
+        batch=25_000,
         description="E[x x^T A x x^T], x ~ N(0, Lambda), d = 4",
     ),
     MonteCarloCheck(
@@ -353,7 +353,7 @@ CHECKS = [
         },
         samples=500_000,
         ci_samples=50_000,
-        batch=100_000,
+        batch=25_000,
         description="E[(x^T A x)(x^T B x)], x ~ N(0, Lambda), d = 4",
     ),
     MonteCarloCheck(
@@ -368,7 +368,7 @@ CHECKS = [
         },
         samples=1_000_000,
         ci_samples=100_000,
-        batch=100_000,
+        batch=25_000,
         description="E[S A S], S = (1/N) sum_i x_i x_i^T, N = 3, d = 3",
     ),
     MonteCarloCheck(
@@ -383,7 +383,7 @@ CHECKS = [
         },
         samples=1_500_000,
         ci_samples=150_000,
-        batch=100_000,
+        batch=25_000,
         description="E[x x^T A x x^T B x x^T], x ~ N(0, Lambda), d = 3",
     ),
 ]
