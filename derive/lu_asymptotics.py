@@ -234,7 +234,8 @@ def asymptotic() -> dict:
     Deterministic equivalents of ridge regression (cited) with effective ridge kt:
     λ = kt (1 − df₁/τ), df₁ = ∫ a/(a + kt);  df₂ = (1/τ) ∫ a²/(a + kt)², a = r + c;
     e_IDG = (B + σ²)/(1 − df₂), B = kt² ∫ g₀² a/(a + kt)²;
-    e_ICL = e_ICL(G₀) + X + (B + σ²) V/(1 − df₂), X = 2kt ∫ (1 − (1+c) g₀) g₀/(a + kt) + kt²(1 + c) ∫ g₀²/(a + kt)²,
+    e_ICL = e_ICL(G₀) + X + (B + σ²) V/(1 − df₂),
+    X = 2kt ∫ (1 − (1+c) g₀) g₀/(a + kt) + kt²(1 + c) ∫ g₀²/(a + kt)²,
     V = (1 + c)(1/τ) ∫ a/(a + kt)².
     """
     r, kt, tau, rho = _r, _S["kt"], _S["tau"], _S["rho"]
@@ -455,7 +456,8 @@ def derive_asymptotic_error() -> Derivation:
                                         "isotropic part tends to `c = (1 + rho)/alpha`"),
         Step("c", _scalar(m["c"]), "sympy, the limit `d` to infinity"),
         Step("e_icl_of_G", _scalar(lim["e_icl_of_G"]), "lu.finite_d_error at `g = 0` with `t1 = tr(G)/d`, "
-                                                        "`t2 = tr(G @ G.T)/d` held fixed, `ell = alpha * d`, `d` to infinity"),
+                                                        "`t2 = tr(G @ G.T)/d` held fixed, `ell = alpha * d`, `d` to "
+                                                        "infinity"),
         Step("grad(L_pool, G)", o["gradient"], "the engine: the pool loss `(tr(G @ B @ G.T) - 2 * tr(G @ R) + "
                                                "tr(R))/d` with `B = R + (c + lam) * I` (`lam = 0`: no ridge)"),
         Step("G_star", o["optimum"], "solved by the engine: `G0 = R @ inv(R + c * I)` at `lam = 0`"),
@@ -466,7 +468,8 @@ def derive_asymptotic_error() -> Derivation:
                                                "this second moment of `R`'s spectrum"),
         Step("lam", _scalar(a_["ridge_equation"].rhs), "cited (deterministic equivalent of ridge regression, "
                                                         "e.g. Hastie et al. 2022, Bach 2024): the effective ridge "
-                                                        "`kt` solves this; the trace over the Kronecker product of `I` and `R + c * I` is "
+                                                        "`kt` solves this; the trace over the Kronecker product of "
+                                                        "`I` and `R + c * I` is "
                                                         "reduced by sympy's partial fractions to `m_k`"),
         Step("df2", _scalar(parts["df2"]), "sympy: partial fractions in the eigenvalue `r`"),
         Step("sigma2", _scalar(parts["sigma2"]), "the pool error of `G0` (the label noise of the Gaussian "
@@ -529,7 +532,8 @@ def derive_double_descent() -> Derivation:
         Step("at(df2, kt=0, m_k=m_c, m_k2=m_c2)", _scalar(p["df2_ridgeless"]),
              "ridgeless and `tau > 1`: `kt = 0` solves the effective-ridge equation (`df1` at most 1, below `tau`)"),
         Step("tau_peak", _scalar(p["tau_peak"]), "sympy: `1 - df2 = 0`, where `e_icl` and `e_idg` diverge; "
-                                                 "from `tau < 1`, `kt` tends to 0 as `tau` to 1 and the same pole appears"),
+                                                 "from `tau < 1`, `kt` tends to 0 as `tau` to 1 and the same pole "
+                                                 "appears"),
         Step("(tau - 1) * e_idg", _scalar(p["residues"]["e_idg"]), "sympy: the residue of the pole of e_IDG at "
                                                                    "`tau` to 1 from above: the pool noise `sigma2`"),
         Step("(tau - 1) * e_icl", _scalar(p["residues"]["e_icl"]), "the residue of e_ICL"),
@@ -553,9 +557,11 @@ RESULTS = [
            remarks=("The error includes the query's label noise `rho`. The `g` column only enters through "
                     "`g.T @ g` and, at a fixed task, `g.T @ w`, `g.T @ G @ w`: at a fresh task `G` and `g` do not "
                     "interact (odd moments of `w`).",
-                    "The source notes (Kempner Institute 2025) write `H_Z` without the factor `d/ell`; with it the context term `h` = "
+                    "The source notes (Kempner Institute 2025) write `H_Z` without the factor `d/ell`; with it the "
+                    "context term `h` = "
                     "`d/ell * sum(i, y[i] * x[i], ell)` has mean `w`, so `G = I` makes `yhat` unbiased. Without "
-                    "it the same `G` predicts `(1/d) * q.T @ w`. Numbers (numeric.confirm at its first instance, `d = 3`, "
+                    "it the same `G` predicts `(1/d) * q.T @ w`. Numbers (numeric.confirm at its first instance, `d "
+                    "= 3`, "
                     "`ell = 5`, 2,000,000 prompts): simulated e_ICL 2.3494 with standard error 0.0023, derived "
                     "2.3511, the notes' features 1.6748 (z = 294): the factor `d/ell` belongs in `H_Z`.")),
     Result(id="lu.asymptotic_error", title="ICL and IDG errors of the pretrained readout as `d` to infinity",
@@ -567,7 +573,8 @@ RESULTS = [
                     Source(BACH2024), Source(HULU2023)),
            assumptions=("`d` to infinity with `alpha = ell/d`, `kappa = k/d`, `tau = n/d**2`, `rho`, `lam` fixed",
                         "cited, not derived: the pretraining regression behaves as ridge regression on Gaussian "
-                        "features with the same covariance the Kronecker product of `I` and `R + c * I`, over `d` and an independent label noise of "
+                        "features with the same covariance the Kronecker product of `I` and `R + c * I`, over `d` "
+                        "and an independent label noise of "
                         "variance `sigma2` (Gaussian equivalence); its errors follow the deterministic "
                         "equivalents of ridge regression with effective ridge `kt`",
                         "the `g` column of `Gamma` is dropped: `d` parameters out of `d * (d + 1)`, its effect is "
@@ -577,11 +584,15 @@ RESULTS = [
                     "Marchenko-Pastur law of ratio `1/kappa`, `m_k`, `m_k2` the same at `c + kt`, and "
                     "`c = (1 + rho)/alpha`. derive eval solves for them from `alpha`, `kappa`, `tau`, `rho`, "
                     "`lam`.",
-                    "Limits: as `tau` to infinity, `kt` tends to `lam` and the formulas equal the errors of the population "
-                    "ridge optimum `R @ inv(R + (c + lam) * I)` (derived separately; the difference simplifies to 0). Then "
-                    "`alpha` to infinity at `lam = 0`: `e_idg` tends to `rho`, `e_icl` tends to `rho + 1 - kappa` for `kappa < 1` and "
+                    "Limits: as `tau` to infinity, `kt` tends to `lam` and the formulas equal the errors of the "
+                    "population "
+                    "ridge optimum `R @ inv(R + (c + lam) * I)` (derived separately; the difference simplifies to "
+                    "0). Then "
+                    "`alpha` to infinity at `lam = 0`: `e_idg` tends to `rho`, `e_icl` tends to `rho + 1 - kappa` "
+                    "for `kappa < 1` and "
                     "`rho` for `kappa > 1`, so `g_task` tends to `1 - kappa` below `kappa = 1` and 0 above.",
-                    "Discrepancy: the blog summary (Kempner Institute 2025) states `g_task` tends to `(1 + rho/(1 + rho)) * (1 - kappa)` in this "
+                    "Discrepancy: the blog summary (Kempner Institute 2025) states `g_task` tends to `(1 + rho/(1 + "
+                    "rho)) * (1 - kappa)` in this "
                     "limit. The derivation gives `1 - kappa`: at `kappa = 1/2`, `rho = 1` the formula gives "
                     "0.5000 at `tau = 10**9`, `alpha = 10**5` (the blog: 0.75), and the other order of limits "
                     "(`alpha` first) diverges like `alpha/tau`, so no order gives the blog's factor. The formula "
@@ -595,7 +606,8 @@ RESULTS = [
            sources=(Source(LU2025, "the double descent of Fig. 1"), Source(HASTIE2022)),
            assumptions=("the setting and cited steps of lu.asymptotic_error",),
            remarks=("Ridgeless (`lam = 0`): `1 - df2 = 1 - 1/tau` vanishes at tau_peak = 1 (n = `d**2`, the "
-                    "number of parameters); both errors diverge like one over the distance of `tau` from 1 with the residues above "
+                    "number of parameters); both errors diverge like one over the distance of `tau` from 1 with the "
+                    "residues above "
                     "(equal from both sides). At finite `d` the interpolation threshold is n = `d * (d + 1)`.",
                     "For `lam > 0` the pole is gone (`kt > 0`); tau_peak is then the interior maximum of the "
                     "derived `e_icl` in `tau`, found numerically by derive eval (NaN when there is none).")),
