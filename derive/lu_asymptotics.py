@@ -612,3 +612,12 @@ RESULTS = [
                     "For `lam > 0` the pole is gone (`kt > 0`); tau_peak is then the interior maximum of the "
                     "derived `e_icl` in `tau`, found numerically by derive eval (NaN when there is none).")),
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from derive.cli import run
+    from derive.topic import topic_main
+
+    sys.exit(run(lambda argv: topic_main("derive.lu_asymptotics", argv)))
