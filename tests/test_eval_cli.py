@@ -206,3 +206,46 @@ def test_list_json_has_equations_in_grammar_and_latex(capsys):
     assert {r["id"] for r in listed} == {r.id for r in all_results()}
     for entry in listed:
         assert entry["equations"] and all({"lhs", "rhs", "latex"} <= set(e) for e in entry["equations"])
+
+
+# ---------------------------------------------------------------- the rest of Zhang, Frei & Bartlett (issue 11)
+def check_test_error(capsys):
+    import test_lsa_generalization as shifted
+
+    inst = shifted.instance(5, N=3)
+    inputs = {k: inst[k] for k in ("Lambda", "S", "Sq", "Psi", "sigma", "N")}
+    got = evaluate("lsa.test_error", {**inputs, "M": 1}, capsys)["values"]["test_error"]
+    assert close(got, shifted.quadrature_error(inst, 1))  # Gauss-Hermite over the forward pass
+
+
+def check_covariate_shift(capsys):
+    c = 1.7
+    got = evaluate("lsa.covariate_shift", {"Lambda": LAMBDA, "c": c}, capsys)["values"]
+    bias = c**2 * np.eye(D) - np.eye(D)  # S inv(Lambda) - I at S = c**2 Lambda
+    assert close(got["limit_error"], np.trace(bias @ (c**2 * LAMBDA) @ bias.T))
+    assert close(got["context_shift"], np.trace(bias @ LAMBDA @ bias.T))
+
+
+def check_random_covariance(capsys):
+    import test_lsa_random_covariance as mixture
+
+    s, err = mixture.independent(2, 3, 5)  # sympy.stats over explicit Exponential(1) entries
+    got = evaluate("lsa.random_covariance", {"d": 2, "N": 3, "M": 5}, capsys)["values"]
+    assert close(got["scale"], float(s)) and close(got["test_error"], float(err))
+
+
+def check_pl_inequality(capsys):
+    theta = RNG.standard_normal((D, D))
+    theta /= np.sqrt(np.linalg.norm(theta @ theta.T, "fro"))
+    sigma = 0.3
+    got = evaluate("lsa.pl_inequality", {"Lambda": LAMBDA, "N": N, "sigma": sigma, "Theta": theta}, capsys)["values"]
+    G = (1 + 1 / N) * LAMBDA + np.trace(LAMBDA) / N * np.eye(D)
+    U, u = sigma * theta @ theta.T, sigma
+    start = 0.5 * u**2 * np.trace(G @ LAMBDA @ U @ LAMBDA @ U.T) - u * np.trace(LAMBDA @ LAMBDA @ U.T)
+    u_low2 = -start / np.linalg.norm(LAMBDA @ LAMBDA, "fro")
+    mu = 2 * u_low2 / (np.trace(np.linalg.inv(G) @ np.linalg.inv(LAMBDA)) * np.trace(np.linalg.inv(LAMBDA)))
+    assert close(got["initial_loss"], start) and close(got["u_lower_squared"], u_low2) and close(got["mu"], mu)
+
+
+CHECKS.update({"lsa.test_error": check_test_error, "lsa.covariate_shift": check_covariate_shift,
+               "lsa.random_covariance": check_random_covariance, "lsa.pl_inequality": check_pl_inequality})

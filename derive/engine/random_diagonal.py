@@ -40,7 +40,7 @@ grammar cannot write.
 >>> print(expect_diagonal(Polynomial.of("tr(Lambda)**2", ctx), "Lambda", moments).scalar)
 d**2*m1**2 - d*m1**2 + d*m2
 >>> print(expect_diagonal(Polynomial.of("tr(Lambda) * Lambda**2", ctx), "Lambda", moments))
-(d * m1 * m2 - m1 * m2 + m3) * I
+(d - 1) * m1 * m2 * I + m3 * I
 """
 
 from __future__ import annotations
