@@ -52,6 +52,8 @@ DECL = declare(dims=["n"], matrices={"X": "n,d"}, vectors={"y": "n", "q": "d", "
                scalars=["eta", "u", "s", "wkq22"], spd=["Lambda"], latex_names=LATEX_NAMES)
 LOSS = ("L", "(X @ w - y).T @ (X @ w - y) / (2 * n)")
 SUBSPACE = "u12=zeros(d, 1), u21=zeros(d, 1)"
+# the terms of the general prediction that are not linear in the labels (or do not see them)
+NOT_GD = "u * (q.T @ u21) * (y.T @ y) + (q.T @ U11 @ q) * (q.T @ u12) + q.T @ U11.T @ X.T @ X @ u12"
 SOURCES = (Source(VONOSWALD2023, "Proposition 1"), Source(AKYUREK2023, "Section 4"))
 
 W_PV = [[P("WPV11"), P("wpv12")], [P("u12.T"), P("u")]]
@@ -251,12 +253,17 @@ RESULTS = [
                       Equation(f"at(yhat, {SUBSPACE}, U11=eta * I, u=1)",
                                "q.T @ at(w - eta * grad(L, w), w=zeros(d, 1))"),
                       Equation(f"at(yhat, {SUBSPACE}, U11=eta * P.T, u=1)",
-                               "q.T @ at(w - eta * P @ grad(L, w), w=zeros(d, 1))", value="pgd_prediction")),
+                               "q.T @ at(w - eta * P @ grad(L, w), w=zeros(d, 1))", value="pgd_prediction"),
+                      Equation(f"yhat - ({NOT_GD}) / n", "q.T @ (u * U11.T + u21 @ u12.T) @ X.T @ y / n")),
            derive=derive_one_layer_gd, where=(LOSS,), sources=SOURCES + (Source(ZFB2024, "Lemma 5.1"),),
            assumptions=PROMPT + ("the layer is ZFB's: `Emb + WPV @ Emb @ (Emb.T @ WKQ @ Emb)/n`, `Emb` with the "
                                  "columns (`x[i]`, `y[i]`) and (`q`, 0); `yhat` is its entry (`d + 1`, `n + 1`)",),
            remarks=("Only the product `u * U11` matters: a layer with `u * U11 = eta * P.T` is one GD step with "
                     "step `eta` and preconditioner `P`; `P = I` is plain GD.",
+                    "Off the subspace the blocks `u12`, `u21` add a rank-one step: the part of `yhat` linear in "
+                    "`y` is one step with `eta * P = u * U11.T + u21 @ u12.T`, and the rest (quadratic in `y`, or "
+                    "free of it) is not gradient descent; trained layers can use the rank-one route (the numeric "
+                    "experiment reads both off).",
                     "The factor `1/n` of the loss is the `1/N` of the layer: a loss without it (a sum) needs "
                     "`U11 = eta * P.T / n`; the numeric mirror rejects the identity with `1/n` dropped.")),
     Result(id="incontext.zfb_preconditioned_gd",
