@@ -228,7 +228,8 @@ def derive_cg_bound() -> Derivation:
 # ---------------------------------------------------------------- the registry
 
 TOKENS = ("`n` context tokens (`n` is the context length N); token `j` carries `Phi.T @ e_j` (its features, "
-          "`m` of them), `y[j]`, and the CG state `alpha[j]`, `r[j]`, `p[j]`",)
+          "`m` of them), `y[j]`, and its entries of the CG state: the iterate `alpha`, the residual `res` and "
+          "the direction `p`",)
 SOURCES = (Source(CAWLEY2025, "Aim 1"), Source(HESTENES1952))
 RESULTS = [
     Result(id="incontext.kernel_head", title="A head with features of width `m` computes `K @ p` exactly, and only "
