@@ -15,13 +15,16 @@ prompts.  Compared on held-out prompts:
   separate prompts;
 * ``pgd``: t steps preconditioned by Γ⁻¹ (Γ from ``lsa.reduced_loss``), η tuned;
 * ``least_squares``: ``(XᵀX)⁻¹Xᵀy``;
+* ``trained_pgd``: the best t-step preconditioned GD, one learned matrix per step,
+  trained like the stack; ``distance_to_trained_pgd`` compares the two outputs;
 * layer by layer: each layer's readout ``−s_ℓ`` against ℓ steps of GD whose
-  per-layer preconditioner ``η_ℓP_ℓ = −(u_ℓ U11_ℓ)ᵀ`` is read off the trained
-  weights: relative distance ``E(ŷ_ℓ − qᵀw_ℓ)² / E(qᵀw_ℓ)²``.
+  per-layer step ``η_ℓP_ℓ = −(u_ℓ U11_ℓ + u12_ℓ u21_ℓᵀ)ᵀ`` (the part of the label
+  update linear in the labels) is read off the trained weights: relative
+  distance ``E(ŷ_ℓ − qᵀw_ℓ)² / E(qᵀw_ℓ)²``.
 
 Means and standard errors are over independent training seeds.  Run::
 
-    python -m numeric.incontext_training [--depths 1,2,3,4] [--seeds 3] [--steps 3000] [--format text|json]
+    python -m numeric.incontext_training [--depths 1,2,3,4] [--seeds 3] [--steps 2000] [--format text|json]
 
 which prints the table and the figure's path (``docs/figures/incontext_depth.png``).
 """
