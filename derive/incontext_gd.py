@@ -1,4 +1,4 @@
-"""Linear-attention layers as gradient-descent steps on in-context least squares (seed 003, first claim).
+"""Linear-attention layers as gradient-descent steps on in-context least squares (von Oswald et al., Akyürek et al.).
 
 One prompt is fixed: the context is the n×d matrix ``X`` (row i is x_iᵀ), the
 labels the n-vector ``y``, the query the d-vector ``q``.  ``n`` is the context
@@ -172,8 +172,7 @@ def layer_rows(masked: bool = True) -> dict:
     return {"r_next": Polynomial.of(g.Add(P("res.T"), r_upd), DECL), "s_next": Polynomial.of(g.Add(P("s"), s_upd), DECL)}
 
 
-TSTEP = declare(matrices={"S": "symmetric"}, vectors={"w": "d", "wls": "d"}, scalars=["eta"],
-                latex_names=LATEX_NAMES)
+TSTEP = DECL  # S = X.T @ X / n and T = (I - eta * P @ S)**t enter as d×d letters
 DEPTHS = (1, 2, 3, 4)
 
 
@@ -279,7 +278,7 @@ RESULTS = [
            remarks=("The step is `w1 = inv(Gamma) @ X.T @ y / n`: preconditioned by `inv(Gamma)`, not by the "
                     "prompt's `inv(X.T @ X / n)`, so one layer does not return the least-squares solution; as "
                     "`N` grows `Gamma` tends to `Lambda` and the step to the population Newton step.",
-                    "The seed says one layer implements one step of gradient descent; at the trained optimum "
+                    "The MetaRepICL post says one layer implements one step of gradient descent; at the trained optimum "
                     "the step is preconditioned (by `inv(Gamma)`, unit step), which is plain GD only when "
                     "`Gamma` is a multiple of `I`, i.e. `Lambda` is.")),
     Result(id="incontext.depth_t_gd", title="t masked layers run t steps of preconditioned GD; closed form",
@@ -301,7 +300,7 @@ RESULTS = [
                     "`(I - T) @ wls` and the prediction is `q.T @ wls - q.T @ T @ wls`: it converges to the "
                     "least-squares "
                     "prediction when the spectral radius of `I - eta * P @ S` is below 1. The limit is least "
-                    "squares, not kernel ridge regression with `lam > 0` as the seed says: a ridge term needs "
+                    "squares, not kernel ridge regression with `lam > 0` as the MetaRepICL post says: a ridge term needs "
                     "`grad(L, w) + lam * w`, i.e. an extra `-eta * lam * P @ w` per layer that the masked layer "
                     "does not provide.",
                     "The masked layer is von Oswald et al.'s; with the query among the keys (ZFB's layer) the "
@@ -310,7 +309,7 @@ RESULTS = [
                     "The depth-t statement is about a construction, not about training: stacks trained on "
                     "in-context regression (python -m numeric.incontext_training) match the one-step prediction at "
                     "depth 1 but for depth 2 to 4 neither their per-layer readouts nor their outputs are t steps "
-                    "of preconditioned GD, and at depth 4 they beat the best such t steps; the seed's 'a depth-t "
+                    "of preconditioned GD, and at depth 4 they beat the best such t steps; the MetaRepICL post's 'a depth-t "
                     "transformer implements t steps of preconditioned GD' is an existence statement.")),
 ]
 
