@@ -276,13 +276,15 @@ RESULTS = [
            equations=(Equation(f"at({SYSTEM}, K=V @ D @ V.T)", "V @ (D + lam * I(n)) @ V.T", value="shifted"),
                       Equation(f"at({SYSTEM} - lam * I(n), K=Q @ C @ Q.T) @ (I(n) - Q @ Q.T)", "zeros(n, n)",
                                value="low_rank")),
-           derive=derive_cg_bound, where=(KAPPA,), sources=(Source(SAAD2003, "Section 6.11.3, Theorem 6.29"),) + SOURCES,
+           derive=derive_cg_bound, where=(KAPPA,),
+           sources=(Source(SAAD2003, "Section 6.11.3, Theorem 6.29"),) + SOURCES,
            assumptions=("`K` is symmetric positive semi-definite with extreme eigenvalues `mu_max`, `mu_min`; "
                         "`lam > 0`; CG starts from `alpha = 0`",),
            remarks=("The bound (cited): the `A`-norm error after t layers is at most 2 times `(kappa_A**(1/2) - 1)/"
                     "(kappa_A**(1/2) + 1)` to the power t times the initial one, with `kappa_A` the condition "
                     "number of `A = K + lam * I(n)`. The "
-                    "MetaRepICL post's 'rate governed by the condition number of K' is wrong: `kappa_A` is below cond(K) for "
+                    "MetaRepICL post's 'rate governed by the condition number of K' is wrong: `kappa_A` is "
+                    "below cond(K) for "
                     "`lam > 0`, and cond(K) is infinite for every kernel of rank below `n` (every width-`m` head "
                     "with `m < n`).",
                     "Exact termination: after as many layers as `K + lam * I(n)` has distinct eigenvalues, at most "

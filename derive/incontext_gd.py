@@ -45,7 +45,8 @@ from derive.registry import Derivation, Equation, Result, Source, Step, get
 P = g.parse
 LATEX_NAMES = {"n": "N", "u": "{u_{-1}}", "q": "{x_{q}}", "eta": "\\eta", "wls": "{w_{\\mathrm{LS}}}",
                "WPV11": "{W^{PV}_{11}}", "wpv12": "{w^{PV}_{12}}", "wkq12": "{w^{KQ}_{12}}", "wkq22": "{w^{KQ}_{22}}",
-               "yhat": "\\hat{y}", "res": "r", "r_next": "{r_{+}}", "s_next": "{s_{+}}", "s_open": "{s^{\\mathrm{open}}_{+}}"}
+               "yhat": "\\hat{y}", "res": "r", "r_next": "{r_{+}}", "s_next": "{s_{+}}",
+               "s_open": "{s^{\\mathrm{open}}_{+}}"}
 # One prompt: X (n×d), labels y, query q; weights of one layer in ZFB's blocks.
 DECL = declare(dims=["n"], matrices={"X": "n,d"}, vectors={"y": "n", "q": "d", "w": "d", "wls": "d", "res": "n",
                                                             "u12": "d", "u21": "d", "wpv12": "d", "wkq12": "d"},
@@ -169,7 +170,8 @@ def layer_rows(masked: bool = True) -> dict:
     update = block_matmul(block_matmul(block_matmul(block_matmul(LAST_ROW, W_pv), keys), block_transpose(keys)),
                           block_matmul(W_kq, E))
     (r_upd, s_upd), = _divided(update, "n")
-    return {"r_next": Polynomial.of(g.Add(P("res.T"), r_upd), DECL), "s_next": Polynomial.of(g.Add(P("s"), s_upd), DECL)}
+    return {"r_next": Polynomial.of(g.Add(P("res.T"), r_upd), DECL),
+            "s_next": Polynomial.of(g.Add(P("s"), s_upd), DECL)}
 
 
 TSTEP = DECL  # S = X.T @ X / n and T = (I - eta * P @ S)**t enter as d×d letters
@@ -278,7 +280,8 @@ RESULTS = [
            remarks=("The step is `w1 = inv(Gamma) @ X.T @ y / n`: preconditioned by `inv(Gamma)`, not by the "
                     "prompt's `inv(X.T @ X / n)`, so one layer does not return the least-squares solution; as "
                     "`N` grows `Gamma` tends to `Lambda` and the step to the population Newton step.",
-                    "The MetaRepICL post says one layer implements one step of gradient descent; at the trained optimum "
+                    "The MetaRepICL post says one layer implements one step of gradient descent; at the "
+                    "trained optimum "
                     "the step is preconditioned (by `inv(Gamma)`, unit step), which is plain GD only when "
                     "`Gamma` is a multiple of `I`, i.e. `Lambda` is.")),
     Result(id="incontext.depth_t_gd", title="t masked layers run t steps of preconditioned GD; closed form",
@@ -300,7 +303,8 @@ RESULTS = [
                     "`(I - T) @ wls` and the prediction is `q.T @ wls - q.T @ T @ wls`: it converges to the "
                     "least-squares "
                     "prediction when the spectral radius of `I - eta * P @ S` is below 1. The limit is least "
-                    "squares, not kernel ridge regression with `lam > 0` as the MetaRepICL post says: a ridge term needs "
+                    "squares, not kernel ridge regression with `lam > 0` as the MetaRepICL post says: a ridge "
+                    "term needs "
                     "`grad(L, w) + lam * w`, i.e. an extra `-eta * lam * P @ w` per layer that the masked layer "
                     "does not provide.",
                     "The masked layer is von Oswald et al.'s; with the query among the keys (ZFB's layer) the "
@@ -309,7 +313,8 @@ RESULTS = [
                     "The depth-t statement is about a construction, not about training: stacks trained on "
                     "in-context regression (python -m numeric.incontext_training) match the one-step prediction at "
                     "depth 1 but for depth 2 to 4 neither their per-layer readouts nor their outputs are t steps "
-                    "of preconditioned GD, and at depth 4 they beat the best such t steps; the MetaRepICL post's 'a depth-t "
+                    "of preconditioned GD, and at depth 4 they beat the best such t steps; the MetaRepICL "
+                    "post's 'a depth-t "
                     "transformer implements t steps of preconditioned GD' is an existence statement.")),
 ]
 

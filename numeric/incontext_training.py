@@ -114,7 +114,7 @@ class LinearAttentionStack(torch.nn.Module):
         return readouts
 
     def preconditioners(self) -> list[torch.Tensor]:
-        """η_ℓ P_ℓ = −(u_ℓ U11_ℓ + u12_ℓ u21_ℓᵀ)ᵀ per layer: the part of the label update linear in the label row.
+        """η_ℓ P_ℓ = −(u_ℓ U11_ℓ + u12_ℓ u21_ℓᵀ)ᵀ per layer: the label update's part linear in the label row.
 
         The masked layer adds rᵀX(u U11 + u12 u21ᵀ)x_j / N to token j's label slot (plus terms not linear in r):
         besides u U11 the blocks u12, u21 give a rank-one step (``incontext.one_layer_gd``'s term
@@ -386,7 +386,8 @@ def run_trained_one_layer(samples: int | None = None, device: Any = "cpu", seed:
     rejected = m_wrong - t * se_wrong > THRESHOLD
     return {"passed": passed and rejected, "negative_controls": {"inv(Lambda) step": rejected}, "samples": steps,
             "distance": m_right, "distance_se": se_right,
-            "detail": f"{REPLICATES} trained one-layer stacks (u12 = u21 = 0, {steps} Adam steps, no label noise) vs the "
+            "detail": f"{REPLICATES} trained one-layer stacks (u12 = u21 = 0, {steps} Adam steps, no label noise) "
+                      f"vs the "
                       f"inv(Gamma) step: relative squared distance {m_right:.2e} +- {se_right:.1e} (pass below "
                       f"{THRESHOLD} with the t quantile); inv(Lambda) step {m_wrong:.2e} +- {se_wrong:.1e} "
                       f"({'rejected' if rejected else 'NOT rejected'})"}
