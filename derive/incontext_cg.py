@@ -1,4 +1,4 @@
-"""Attention layers as conjugate-gradient steps for kernel ridge regression (seed 003, "Aim 1").
+"""Attention layers as conjugate-gradient steps for kernel ridge regression (MetaRepICL, aim 1).
 
 The problem: (K + λI)α = y on n context tokens (``n`` is the context length N
 as a dimension, printed N), with the kernel of a finite feature map
@@ -54,8 +54,11 @@ LATEX_NAMES = {"n": "N", "lam": "\\lambda", "Phi": "\\Phi", "alpha": "\\alpha", 
                "kappa_A": "\\kappa", "acg": "a", "bcg": "b", "alpha_next": "{\\alpha_{+}}", "r_next": "{r_{+}}",
                "p_next": "{p_{+}}", "rho_agg": "\\rho", "gamma_agg": "\\gamma", "alpha_gate": "{\\alpha_{a}}",
                "r_gate": "{r_{a}}", "astep": "{a^{*}}"}
-LAYER = declare(dims=["n", "m"], matrices={"Phi": "n,m", "Q": "n,m:orthonormal", "R": "m,m"},
-                vectors={"p": "n", "res": "n", "alpha": "n", "y": "n"}, scalars=["lam", "a"], latex_names=LATEX_NAMES)
+# one context for the layer, the division error and the chord of 1/x (a result's values share one context)
+LAYER = declare(dims=["n", "m"], matrices={"Phi": "n,m", "Q": "n,m:orthonormal", "R": "m,m", "A": "n:symmetric"},
+                vectors={"p": "n", "res": "n", "alpha": "n", "y": "n", "astar": "n"},
+                scalars={"lam": "real", "a": "real", "delta": "real", "c": "positive", "rat": "positive",
+                         "x": "positive"}, latex_names=LATEX_NAMES)
 KERNEL = ("K", "Phi @ Phi.T")
 SYSTEM = "(K + lam * I(n))"
 
@@ -127,11 +130,10 @@ def cg_layer() -> dict:
             "p_next": p_next, "alpha_gate": alpha_gate, "r_gate": r_gate}
 
 
-DIVISION = declare(dims=["n"], matrices={"A": "n:symmetric"}, vectors={"p": "n", "alpha": "n", "astar": "n"},
-                   scalars=["delta"], latex_names=LATEX_NAMES)
+DIVISION = LAYER
 A_NORM = ("f", "(alpha - astar).T @ A @ (alpha - astar) / 2")
 EXACT_STEP = ("astep", "(p.T @ A @ (astar - alpha)) / (p.T @ A @ p)")
-RECIPROCAL = declare(scalars={"c": "positive", "rat": "positive", "x": "positive"}, latex_names=LATEX_NAMES)
+RECIPROCAL = LAYER
 INTERPOLANT = "1/c - (x - c)/(c**2 * rat)"  # the chord of 1/x between c and c·ϱ (what a ReLU piece computes)
 
 
@@ -228,7 +230,8 @@ def derive_cg_bound() -> Derivation:
 # ---------------------------------------------------------------- the registry
 
 TOKENS = ("`n` context tokens (`n` is the context length N); token `j` carries `Phi.T @ e_j` (its features, "
-          "`m` of them), `y[j]`, and the CG state `alpha[j]`, `r[j]`, `p[j]`",)
+          "`m` of them), `y[j]`, and its entries of the CG state: the iterate `alpha`, the residual `res` and "
+          "the direction `p`",)
 SOURCES = (Source(CAWLEY2025, "Aim 1"), Source(HESTENES1952))
 RESULTS = [
     Result(id="incontext.kernel_head", title="A head with features of width `m` computes `K @ p` exactly, and only "
@@ -242,7 +245,7 @@ RESULTS = [
                     "j and i times the i-th entry of `p`, for every kernel with a feature map of dimension `m`.",
                     "A kernel of rank above `m` (a Gaussian kernel on `n > m` distinct points has rank `n`) is out "
                     "of reach of one head of width `m`: by Eckart–Young any `Phi @ Phi.T` misses it by at least "
-                    "its `(m+1)`-th eigenvalue in operator norm. The seed's 'width limits accuracy' is this "
+                    "its `(m+1)`-th eigenvalue in operator norm. The MetaRepICL post's 'width limits accuracy' is this "
                     "statement; its 'effective dimension' link is not derived here.")),
     Result(id="incontext.cg_layer", title="One layer of the construction is one CG iteration, given two divisions",
            equations=(Equation("rho_agg", "res.T @ res"),
@@ -267,19 +270,21 @@ RESULTS = [
                     "A gate with relative error `delta` keeps the residual invariant (any gate does) and shrinks "
                     "the `A`-norm decrease along `p` by `1 - delta**2` (derived in the steps), but `p` is no longer "
                     "conjugate to the earlier directions: exact termination is lost (the numeric mirror shows it). "
-                    "The seed's 'the stack runs t CG iterations' holds with exact divisions only.")),
+                    "The MetaRepICL post's 'the stack runs t CG iterations' holds with exact divisions only.")),
     Result(id="incontext.cg_bound", title="The CG rate is set by the condition number of `K + lam * I(n)`, not of "
                                           "`K`; a rank-`m` kernel terminates in `m + 1` layers",
            equations=(Equation(f"at({SYSTEM}, K=V @ D @ V.T)", "V @ (D + lam * I(n)) @ V.T", value="shifted"),
                       Equation(f"at({SYSTEM} - lam * I(n), K=Q @ C @ Q.T) @ (I(n) - Q @ Q.T)", "zeros(n, n)",
                                value="low_rank")),
-           derive=derive_cg_bound, where=(KAPPA,), sources=(Source(SAAD2003, "Section 6.11.3, Theorem 6.29"),) + SOURCES,
+           derive=derive_cg_bound, where=(KAPPA,),
+           sources=(Source(SAAD2003, "Section 6.11.3, Theorem 6.29"),) + SOURCES,
            assumptions=("`K` is symmetric positive semi-definite with extreme eigenvalues `mu_max`, `mu_min`; "
                         "`lam > 0`; CG starts from `alpha = 0`",),
            remarks=("The bound (cited): the `A`-norm error after t layers is at most 2 times `(kappa_A**(1/2) - 1)/"
                     "(kappa_A**(1/2) + 1)` to the power t times the initial one, with `kappa_A` the condition "
                     "number of `A = K + lam * I(n)`. The "
-                    "seed's 'rate governed by the condition number of K' is wrong: `kappa_A` is below cond(K) for "
+                    "MetaRepICL post's 'rate governed by the condition number of K' is wrong: `kappa_A` is "
+                    "below cond(K) for "
                     "`lam > 0`, and cond(K) is infinite for every kernel of rank below `n` (every width-`m` head "
                     "with `m < n`).",
                     "Exact termination: after as many layers as `K + lam * I(n)` has distinct eigenvalues, at most "

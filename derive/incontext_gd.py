@@ -1,4 +1,4 @@
-"""Linear-attention layers as gradient-descent steps on in-context least squares (seed 003, first claim).
+"""Linear-attention layers as gradient-descent steps on in-context least squares (von Oswald et al., Akyürek et al.).
 
 One prompt is fixed: the context is the n×d matrix ``X`` (row i is x_iᵀ), the
 labels the n-vector ``y``, the query the d-vector ``q``.  ``n`` is the context
@@ -45,13 +45,16 @@ from derive.registry import Derivation, Equation, Result, Source, Step, get
 P = g.parse
 LATEX_NAMES = {"n": "N", "u": "{u_{-1}}", "q": "{x_{q}}", "eta": "\\eta", "wls": "{w_{\\mathrm{LS}}}",
                "WPV11": "{W^{PV}_{11}}", "wpv12": "{w^{PV}_{12}}", "wkq12": "{w^{KQ}_{12}}", "wkq22": "{w^{KQ}_{22}}",
-               "yhat": "\\hat{y}", "res": "r", "r_next": "{r_{+}}", "s_next": "{s_{+}}", "s_open": "{s^{\\mathrm{open}}_{+}}"}
+               "yhat": "\\hat{y}", "res": "r", "r_next": "{r_{+}}", "s_next": "{s_{+}}",
+               "s_open": "{s^{\\mathrm{open}}_{+}}"}
 # One prompt: X (n×d), labels y, query q; weights of one layer in ZFB's blocks.
 DECL = declare(dims=["n"], matrices={"X": "n,d"}, vectors={"y": "n", "q": "d", "w": "d", "wls": "d", "res": "n",
                                                             "u12": "d", "u21": "d", "wpv12": "d", "wkq12": "d"},
                scalars=["eta", "u", "s", "wkq22"], spd=["Lambda"], latex_names=LATEX_NAMES)
 LOSS = ("L", "(X @ w - y).T @ (X @ w - y) / (2 * n)")
 SUBSPACE = "u12=zeros(d, 1), u21=zeros(d, 1)"
+# the terms of the general prediction that are not linear in the labels (or do not see them)
+NOT_GD = "u * (q.T @ u21) * (y.T @ y) + (q.T @ U11 @ q) * (q.T @ u12) + q.T @ U11.T @ X.T @ X @ u12"
 SOURCES = (Source(VONOSWALD2023, "Proposition 1"), Source(AKYUREK2023, "Section 4"))
 
 W_PV = [[P("WPV11"), P("wpv12")], [P("u12.T"), P("u")]]
@@ -167,11 +170,11 @@ def layer_rows(masked: bool = True) -> dict:
     update = block_matmul(block_matmul(block_matmul(block_matmul(LAST_ROW, W_pv), keys), block_transpose(keys)),
                           block_matmul(W_kq, E))
     (r_upd, s_upd), = _divided(update, "n")
-    return {"r_next": Polynomial.of(g.Add(P("res.T"), r_upd), DECL), "s_next": Polynomial.of(g.Add(P("s"), s_upd), DECL)}
+    return {"r_next": Polynomial.of(g.Add(P("res.T"), r_upd), DECL),
+            "s_next": Polynomial.of(g.Add(P("s"), s_upd), DECL)}
 
 
-TSTEP = declare(matrices={"S": "symmetric"}, vectors={"w": "d", "wls": "d"}, scalars=["eta"],
-                latex_names=LATEX_NAMES)
+TSTEP = DECL  # S = X.T @ X / n and T = (I - eta * P @ S)**t enter as d×d letters
 DEPTHS = (1, 2, 3, 4)
 
 
@@ -251,12 +254,17 @@ RESULTS = [
                       Equation(f"at(yhat, {SUBSPACE}, U11=eta * I, u=1)",
                                "q.T @ at(w - eta * grad(L, w), w=zeros(d, 1))"),
                       Equation(f"at(yhat, {SUBSPACE}, U11=eta * P.T, u=1)",
-                               "q.T @ at(w - eta * P @ grad(L, w), w=zeros(d, 1))", value="pgd_prediction")),
+                               "q.T @ at(w - eta * P @ grad(L, w), w=zeros(d, 1))", value="pgd_prediction"),
+                      Equation(f"yhat - ({NOT_GD}) / n", "q.T @ (u * U11.T + u21 @ u12.T) @ X.T @ y / n")),
            derive=derive_one_layer_gd, where=(LOSS,), sources=SOURCES + (Source(ZFB2024, "Lemma 5.1"),),
            assumptions=PROMPT + ("the layer is ZFB's: `Emb + WPV @ Emb @ (Emb.T @ WKQ @ Emb)/n`, `Emb` with the "
                                  "columns (`x[i]`, `y[i]`) and (`q`, 0); `yhat` is its entry (`d + 1`, `n + 1`)",),
            remarks=("Only the product `u * U11` matters: a layer with `u * U11 = eta * P.T` is one GD step with "
                     "step `eta` and preconditioner `P`; `P = I` is plain GD.",
+                    "Off the subspace the blocks `u12`, `u21` add a rank-one step: the part of `yhat` linear in "
+                    "`y` is one step with `eta * P = u * U11.T + u21 @ u12.T`, and the rest (quadratic in `y`, or "
+                    "free of it) is not gradient descent; trained layers can use the rank-one route (the numeric "
+                    "experiment reads both off).",
                     "The factor `1/n` of the loss is the `1/N` of the layer: a loss without it (a sum) needs "
                     "`U11 = eta * P.T / n`; the numeric mirror rejects the identity with `1/n` dropped.")),
     Result(id="incontext.zfb_preconditioned_gd",
@@ -272,7 +280,8 @@ RESULTS = [
            remarks=("The step is `w1 = inv(Gamma) @ X.T @ y / n`: preconditioned by `inv(Gamma)`, not by the "
                     "prompt's `inv(X.T @ X / n)`, so one layer does not return the least-squares solution; as "
                     "`N` grows `Gamma` tends to `Lambda` and the step to the population Newton step.",
-                    "The seed says one layer implements one step of gradient descent; at the trained optimum "
+                    "The MetaRepICL post says one layer implements one step of gradient descent; at the "
+                    "trained optimum "
                     "the step is preconditioned (by `inv(Gamma)`, unit step), which is plain GD only when "
                     "`Gamma` is a multiple of `I`, i.e. `Lambda` is.")),
     Result(id="incontext.depth_t_gd", title="t masked layers run t steps of preconditioned GD; closed form",
@@ -294,7 +303,8 @@ RESULTS = [
                     "`(I - T) @ wls` and the prediction is `q.T @ wls - q.T @ T @ wls`: it converges to the "
                     "least-squares "
                     "prediction when the spectral radius of `I - eta * P @ S` is below 1. The limit is least "
-                    "squares, not kernel ridge regression with `lam > 0` as the seed says: a ridge term needs "
+                    "squares, not kernel ridge regression with `lam > 0` as the MetaRepICL post says: a ridge "
+                    "term needs "
                     "`grad(L, w) + lam * w`, i.e. an extra `-eta * lam * P @ w` per layer that the masked layer "
                     "does not provide.",
                     "The masked layer is von Oswald et al.'s; with the query among the keys (ZFB's layer) the "
@@ -303,7 +313,8 @@ RESULTS = [
                     "The depth-t statement is about a construction, not about training: stacks trained on "
                     "in-context regression (python -m numeric.incontext_training) match the one-step prediction at "
                     "depth 1 but for depth 2 to 4 neither their per-layer readouts nor their outputs are t steps "
-                    "of preconditioned GD, and at depth 4 they beat the best such t steps; the seed's 'a depth-t "
+                    "of preconditioned GD, and at depth 4 they beat the best such t steps; the MetaRepICL "
+                    "post's 'a depth-t "
                     "transformer implements t steps of preconditioned GD' is an existence statement.")),
 ]
 

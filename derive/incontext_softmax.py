@@ -1,4 +1,4 @@
-"""Softmax attention as a row-normalised exponential-kernel smoother, and how far it is from kernel ridge (seed 003, "Aim 2").
+"""Softmax attention as a row-normalised exponential-kernel smoother (MetaRepICL, aim 2).
 
 Keys k_1..k_n and queries q_1..q_L in R^d (``n`` is the context length N as a
 dimension, printed N; ``L`` the number of queries), values the rows of ``V``.
@@ -64,7 +64,8 @@ def derive_softmax_smoother() -> Derivation:
                                    "is `K**3/lam**3`"),
             Step("K_q @ (I(n) - K/lam + K**2/lam**2) @ y", limit, "so `lam` times the kernel-ridge prediction at "
                                                                   "the queries is `K_q @ y - K_q @ K @ y/lam` plus "
-                                                                  "terms of order `1/lam**2`: the unnormalised smoother in the limit"),
+                                                                  "terms of order `1/lam**2`: the unnormalised "
+                                                                  "smoother in the limit"),
         ),
         values={"split": split, "normalised": normalised, "neumann": neumann, "limit": limit},
         context=SOFTMAX)
@@ -86,13 +87,15 @@ RESULTS = [
                         "and keys, `lam > 0`"),
            remarks=("Exactly: softmax attention with values `V` is `inv(D) @ K_exp @ V` (the definition of softmax), "
                     "a Nadaraya–Watson estimator with the exponential kernel; equivalently a Gaussian-kernel "
-                    "smoother with key weights, the exponentials of `k.T @ k / (2 * d**(1/2))`. The seed's 'closer to an exponential "
+                    "smoother with key weights, the exponentials of `k.T @ k / (2 * d**(1/2))`. The MetaRepICL "
+                    "post's 'closer to an exponential "
                     "kernel, not exact because of the normalization' is this identity.",
                     "Kernel ridge regression needs `inv(K + lam * I(n))`, which one softmax layer does not compute: "
                     "no finite `lam` makes them equal. As `lam` grows, `lam` times the KRR prediction tends to "
                     "`K_exp @ y`, softmax's prediction only up to the factor `inv(D)`; they agree when all "
                     "queries have equal row sums.",
-                    "The seed's alignment measure, the operator norm of `inv(D) @ K_exp - K_exp`, is dominated by "
+                    "The MetaRepICL post's alignment measure, the operator norm of `inv(D) @ K_exp - K_exp`, "
+                    "is dominated by "
                     "the normalisation (`inv(D) @ K_exp` is row-stochastic, `K_exp` is not): it is not small even "
                     "for a perfect match of kernels; a scale-free comparison is needed.")),
 ]

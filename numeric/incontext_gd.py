@@ -137,7 +137,8 @@ def run_one_layer(samples: int | None = None, device: Any = "cpu", seed: int = 0
 
 def gamma_at(Lambda: np.ndarray, N: int) -> np.ndarray:
     """Γ from ``lsa.reduced_loss`` (the derived polynomial, evaluated)."""
-    return np.asarray(get("lsa.reduced_loss").derivation.values["Gamma"].evaluate({"Lambda": Lambda}, Lambda.shape[0], N))
+    gamma = get("lsa.reduced_loss").derivation.values["Gamma"]
+    return np.asarray(gamma.evaluate({"Lambda": Lambda}, Lambda.shape[0], N))
 
 
 def run_zfb(samples: int | None = None, device: Any = "cpu", seed: int = 0) -> dict[str, Any]:

@@ -15,13 +15,16 @@ prompts.  Compared on held-out prompts:
   separate prompts;
 * ``pgd``: t steps preconditioned by Γ⁻¹ (Γ from ``lsa.reduced_loss``), η tuned;
 * ``least_squares``: ``(XᵀX)⁻¹Xᵀy``;
+* ``trained_pgd``: the best t-step preconditioned GD, one learned matrix per step,
+  trained like the stack; ``distance_to_trained_pgd`` compares the two outputs;
 * layer by layer: each layer's readout ``−s_ℓ`` against ℓ steps of GD whose
-  per-layer preconditioner ``η_ℓP_ℓ = −(u_ℓ U11_ℓ)ᵀ`` is read off the trained
-  weights: relative distance ``E(ŷ_ℓ − qᵀw_ℓ)² / E(qᵀw_ℓ)²``.
+  per-layer step ``η_ℓP_ℓ = −(u_ℓ U11_ℓ + u12_ℓ u21_ℓᵀ)ᵀ`` (the part of the label
+  update linear in the labels) is read off the trained weights: relative
+  distance ``E(ŷ_ℓ − qᵀw_ℓ)² / E(qᵀw_ℓ)²``.
 
 Means and standard errors are over independent training seeds.  Run::
 
-    python -m numeric.incontext_training [--depths 1,2,3,4] [--seeds 3] [--steps 3000] [--format text|json]
+    python -m numeric.incontext_training [--depths 1,2,3,4] [--seeds 3] [--steps 2000] [--format text|json]
 
 which prints the table and the figure's path (``docs/figures/incontext_depth.png``).
 """
@@ -86,26 +89,43 @@ def embed(batch: dict) -> torch.Tensor:
 
 
 class LinearAttentionStack(torch.nn.Module):
-    """t masked linear-attention layers with full W^PV, W^KQ; readouts −E[d, N] after every layer."""
+    """t masked linear-attention layers with full W^PV, W^KQ; readouts −E[d, N] after every layer.
 
-    def __init__(self, d: int, depth: int, generator: torch.Generator, scale: float = 0.1):
+    ``subspace``: the blocks u12 (last row of W^PV) and u21 (last row of W^KQ) held at 0, ZFB's invariant
+    subspace (``lsa.invariant_subspace``), where their Theorem 4.1 and ``lsa.minimizer`` apply.
+    """
+
+    def __init__(self, d: int, depth: int, generator: torch.Generator, scale: float = 0.1, subspace: bool = False):
         super().__init__()
         shape = (depth, d + 1, d + 1)
         self.W_pv = torch.nn.Parameter(scale * torch.randn(*shape, generator=generator, dtype=torch.float64))
         self.W_kq = torch.nn.Parameter(scale * torch.randn(*shape, generator=generator, dtype=torch.float64))
+        mask = torch.ones(d + 1, d + 1, dtype=torch.float64)
+        if subspace:
+            mask[d, :d] = 0.0
+        self.register_buffer("mask", mask)
 
     def forward(self, E: torch.Tensor) -> list[torch.Tensor]:
         n, readouts = E.shape[-1] - 1, []
-        for W_pv, W_kq in zip(self.W_pv, self.W_kq):
+        for W_pv, W_kq in zip(self.W_pv * self.mask, self.W_kq * self.mask):
             keys = E[..., :n]
             E = E + W_pv @ (keys @ keys.transpose(-1, -2)) @ W_kq @ E / n
             readouts.append(-E[:, -1, -1])
         return readouts
 
     def preconditioners(self) -> list[torch.Tensor]:
-        """η_ℓ P_ℓ = −(u_ℓ U11_ℓ)ᵀ per layer (the GD step the layer's label blocks encode)."""
+        """η_ℓ P_ℓ = −(u_ℓ U11_ℓ + u12_ℓ u21_ℓᵀ)ᵀ per layer: the label update's part linear in the label row.
+
+        The masked layer adds rᵀX(u U11 + u12 u21ᵀ)x_j / N to token j's label slot (plus terms not linear in r):
+        besides u U11 the blocks u12, u21 give a rank-one step (``incontext.one_layer_gd``'s term
+        ``(q.T @ u21) * (u12.T @ X.T @ y)/n``).
+        """
         d = self.W_pv.shape[-1] - 1
-        return [-(W_pv[d, d] * W_kq[:d, :d]).T.detach() for W_pv, W_kq in zip(self.W_pv, self.W_kq)]
+        out = []
+        for W_pv, W_kq in zip(self.W_pv * self.mask, self.W_kq * self.mask):
+            step = W_pv[d, d] * W_kq[:d, :d] + torch.outer(W_pv[d, :d], W_kq[d, :d])
+            out.append(-step.T.detach())
+        return out
 
 
 class PreconditionedGD(torch.nn.Module):
@@ -151,13 +171,15 @@ def least_squares_error(test: dict) -> float:
     return relative_error((w * test["q"]).sum(-1), test["target"])
 
 
-def train(config: Config, depth: int, seed: int, device, restricted: bool = False) -> torch.nn.Module:
-    """Adam on fresh prompts; ``restricted``: the preconditioned-GD model instead of the full stack."""
+def train(config: Config, depth: int, seed: int, device, restricted: bool = False,
+          subspace: bool = False) -> torch.nn.Module:
+    """Adam on fresh prompts; ``restricted``: the preconditioned-GD model instead of the full stack;
+    ``subspace``: the stack with u12 = u21 = 0."""
     generator = torch.Generator(device=device).manual_seed(1000 * seed + depth)
     if restricted:
         model = PreconditionedGD(config.d, depth).to(device)
     else:
-        model = LinearAttentionStack(config.d, depth, torch.Generator().manual_seed(seed)).to(device)
+        model = LinearAttentionStack(config.d, depth, torch.Generator().manual_seed(seed), subspace=subspace).to(device)
     forward = (lambda b: model(b)) if restricted else (lambda b: model(embed(b)))  # noqa: E731
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
@@ -334,7 +356,8 @@ THRESHOLD = 1e-3  # relative squared distance of the predictions from those of t
 
 
 def run_trained_one_layer(samples: int | None = None, device: Any = "cpu", seed: int = 0) -> dict[str, Any]:
-    """Train REPLICATES one-layer stacks on noise-free prompts; they predict like the inv(Gamma) step.
+    """Train REPLICATES one-layer stacks on noise-free prompts in ZFB's setting (u12 = u21 = 0, the invariant
+    subspace of ``lsa.invariant_subspace``); they predict like the inv(Gamma) step.
 
     ``samples`` is the number of Adam steps (None → 800, at most 5000; learning rate 1e-2).  The distance is
     E(ŷ − ŷ_Γ)²/E(ŷ_Γ)² on 2048 held-out prompts, ŷ_Γ = qᵀΓ⁻¹Xᵀy/N the derived step (the loss weighs
@@ -352,7 +375,7 @@ def run_trained_one_layer(samples: int | None = None, device: Any = "cpu", seed:
     (by_gamma,), (by_lambda,) = gd_predictions(test, [Gamma_inv]), gd_predictions(test, [Lambda_inv])
     right, wrong = [], []
     for k in range(REPLICATES):
-        model = train(config, 1, 100 * seed + k, device)
+        model = train(config, 1, 100 * seed + k, device, subspace=True)
         with torch.no_grad():
             (yhat,) = model(embed(test))
         right.append(relative_error(yhat, by_gamma))
@@ -363,7 +386,8 @@ def run_trained_one_layer(samples: int | None = None, device: Any = "cpu", seed:
     rejected = m_wrong - t * se_wrong > THRESHOLD
     return {"passed": passed and rejected, "negative_controls": {"inv(Lambda) step": rejected}, "samples": steps,
             "distance": m_right, "distance_se": se_right,
-            "detail": f"{REPLICATES} trained one-layer stacks ({steps} Adam steps, no label noise) vs the "
+            "detail": f"{REPLICATES} trained one-layer stacks (u12 = u21 = 0, {steps} Adam steps, no label noise) "
+                      f"vs the "
                       f"inv(Gamma) step: relative squared distance {m_right:.2e} +- {se_right:.1e} (pass below "
                       f"{THRESHOLD} with the t quantile); inv(Lambda) step {m_wrong:.2e} +- {se_wrong:.1e} "
                       f"({'rejected' if rejected else 'NOT rejected'})"}
@@ -371,6 +395,7 @@ def run_trained_one_layer(samples: int | None = None, device: Any = "cpu", seed:
 
 CHECKS = [
     DeterministicCheck(id="incontext.zfb_preconditioned_gd", run=run_trained_one_layer, kind="experiment",
-                       description="trained one-layer masked linear attention (full matrices) predicts like the "
-                                   "derived inv(Gamma)-preconditioned GD step; the inv(Lambda) step rejected"),
+                       description="trained one-layer masked linear attention (u12 = u21 = 0, other blocks full) "
+                                   "predicts like the derived inv(Gamma)-preconditioned GD step; the inv(Lambda) "
+                                   "step rejected"),
 ]

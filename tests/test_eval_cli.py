@@ -178,6 +178,10 @@ def test_eval_agrees_with_an_independent_oracle(result_id, capsys):
         from test_lu_asymptotic import check_lu_eval
 
         check_lu_eval(result_id, capsys)
+    elif result_id.startswith("incontext."):
+        from test_incontext_eval import check_incontext_eval
+
+        check_incontext_eval(result_id, capsys)
     else:
         CHECKS[result_id](capsys)
 
