@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from numeric.checks import DeterministicCheck
 from numeric.lsa_optimum import (DEFAULT_FIGURE, DTYPE, _on, derived, full_matrices, gamma, prediction_and_target,
                                  random_spd, resolve, sample_prompts)
 
@@ -394,6 +395,14 @@ def training_check(samples: int | None = None, device="cpu", seed: int = 0, figu
     report = training_experiment(seed=seed, device=device, figure=figure, **{**TRAINING, **settings})
     return {key: report[key] for key in ("passed", "detail", "negative_controls", "extrapolated", "per_lr",
                                          "drift_ratio", "seconds", "Gamma_inv") if key in report}
+
+
+CHECKS = [
+    DeterministicCheck(id="lsa.balanced_invariant", run=flow_check, kind="experiment",
+                       description="ODE of l~ (solve_ivp, rtol 1e-10): invariant conserved, limit = flow_limit"),
+    DeterministicCheck(id="lsa.balanced_invariant", run=training_check, kind="experiment",
+                       description="SGD on the full LSA model: u12, u21 ~ 0, u U11 -> Gamma^-1, invariant drift O(lr)"),
+]
 
 
 # ------------------------------------------------------------------- command line

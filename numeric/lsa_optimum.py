@@ -104,8 +104,8 @@ samples, > 20 s.
 
 Run::
 
-    python -m numeric.lsa_optimum [--device auto|cpu|cuda] [--seed S] [--format text|json] [--figure docs/figures/lsa_training.png]
-    (the training experiment, implemented in numeric/lsa_dynamics.py)
+    python -m numeric.lsa_optimum [IDS ...] [--device auto|cpu|cuda] [--seed S] [--samples N] [--format text|json]
+    (numeric.confirm restricted to the lsa.* results; the training experiment: python -m numeric.lsa_dynamics)
     python -m numeric.confirm lsa.population_loss lsa.balanced_invariant
 """
 
@@ -892,19 +892,7 @@ def cross_gradient_symmetry_check(samples: int | None = None, device="cpu", seed
             "wrong": {"orbit sum at u12, u21 != 0": wrong_error}, "negative_controls": controls}
 
 
-# ------------------------------------------ lsa.balanced_invariant: see numeric/lsa_dynamics.py
-def flow_check(samples: int | None = None, device="cpu", seed: int = 0, **settings) -> dict:
-    """(a) the gradient flow of ℓ̃ conserves the balanced invariant and reaches ``flow_limit``."""
-    from numeric import lsa_dynamics
-
-    return lsa_dynamics.flow_check(samples, device, seed, **settings)
-
-
-def training_check(samples: int | None = None, device="cpu", seed: int = 0, **settings) -> dict:
-    """(b) SGD on the full model: u12, u21 ~ 0, u·U11 → Γ⁻¹, invariant drift O(lr)."""
-    from numeric import lsa_dynamics
-
-    return lsa_dynamics.training_check(samples, device, seed, **settings)
+# lsa.balanced_invariant (the ODE and the training run): declared in numeric/lsa_dynamics.py
 
 
 # ------------------------------------------------------------------------- CHECKS
@@ -952,16 +940,21 @@ CHECKS = [
         sample=controlled_gradient_sampler("U11", "u"), wrong={"gradient with Gamma -> Lambda": reduced_gradient_gamma_is_lambda},
         scale=largest_term_of(_flow_terms), samples=300_000, ci_samples=3_000, batch=CONTEXT_BATCH,
         description="gradient of E[loss | context] w.r.t. (U11, u) at the minimizer = 0"),
-    DeterministicCheck(id="lsa.balanced_invariant", run=flow_check, kind="experiment",
-                       description="ODE of l~ (solve_ivp, rtol 1e-10): invariant conserved, limit = flow_limit"),
-    DeterministicCheck(id="lsa.balanced_invariant", run=training_check, kind="experiment",
-                       description="SGD on the full LSA model: u12, u21 ~ 0, u U11 -> Gamma^-1, invariant drift O(lr)"),
 ]
 
 
 # ------------------------------------------------------------------- command line
-if __name__ == "__main__":  # the training experiment lives in numeric/lsa_dynamics.py
+def main(argv=None) -> int:
+    """``python -m numeric.lsa_optimum``: confirm this module's results (the lsa.* checks) like numeric.confirm."""
+    from numeric import confirm
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not confirm.build_parser().parse_args(argv).ids:  # no ids given: every lsa.* result
+        argv = [result_id for result_id, _ in confirm.plan([]) if result_id.startswith("lsa.")] + argv
+    return confirm.main(argv)
+
+
+if __name__ == "__main__":  # the training experiment: python -m numeric.lsa_dynamics
     from derive.cli import run
-    from numeric.lsa_dynamics import main
 
     sys.exit(run(main))
