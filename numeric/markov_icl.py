@@ -462,11 +462,12 @@ def save_figure(results: dict, curves: dict, path: str, config: Config | None = 
     bars.bar(range(len(names)), heights, yerr=[results[n]["stderr"] for n in names], color=colors, capsize=3)
     for i, h in enumerate(heights):
         bars.text(i, h + 0.02, f"{h:.3f}", ha="center", va="bottom", fontsize=7)
+    handles = []
     if "oracle_fixed_chain" in results and "linear_fixed_chain" in names:
         i = names.index("linear_fixed_chain")
-        bars.hlines(results["oracle_fixed_chain"]["loss"], i - 0.45, i + 0.45, colors="k", linestyles="--", lw=1.5)
-        bars.annotate("its chain's oracle", (i, results["oracle_fixed_chain"]["loss"]), xytext=(i - 1.6, 0.25),
-                      fontsize=7, arrowprops={"arrowstyle": "->", "lw": 0.6})
+        oracle = results["oracle_fixed_chain"]["loss"]
+        handles.append(bars.hlines(oracle, i - 0.45, i + 0.45, colors="k", linestyles="--", lw=1.5,
+                                   label=f"oracle of that fixed chain ({oracle:.3f})"))
     for name, style in (("unigram", ":"), ("bigram", "--")):
         bars.axhline(results[name]["loss"], color="0.3", linestyle=style, lw=0.8)
     bars.set_xticks(range(len(names)), names, rotation=40, ha="right")
@@ -475,7 +476,8 @@ def save_figure(results: dict, curves: dict, path: str, config: Config | None = 
     bars.set_title("held-out loss (bars from 0; dotted: unigram, dashed: bigram)", fontsize=10)
     bars.legend(handles=[Patch(color=BASELINE_COLOR, label="exact predictor (no training)"),
                          Patch(color=TRAINED_COLOR, label="trained on many chains"),
-                         Patch(color=FIXED_COLOR, label="trained on one fixed chain")], fontsize=7, loc="lower left")
+                         Patch(color=FIXED_COLOR, label="trained on one fixed chain")] + handles,
+                fontsize=7, loc="lower left")
     for name, curve in curves.items():
         window = max(1, len(curve) // 50)
         smooth = torch.tensor(curve).unfold(0, window, window).mean(1) if len(curve) >= window else torch.tensor(curve)
