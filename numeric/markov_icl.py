@@ -66,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from numeric.device import DEVICE_NAMES, resolve_device
+from numeric.device import resolve_device
 
 EXACT_MODELS = ("unigram", "bigram", "oracle")
 TRAINED_MODELS = ("linear", "linear_prev", "perm_mlp", "softmax1", "softmax2")
