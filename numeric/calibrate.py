@@ -77,9 +77,8 @@ def false_alarm_rates(check, runs: int = 200, samples: int | None = None, seed: 
 
 
 def calibrated(report: dict[str, Any], slack: float = 2.0) -> bool:
-    """The empirical rate is compatible with at most ``slack`` times nominal at every level:
-    the 95 % lower... stated conservatively as: alarms not above the 99.9 % quantile of
-    Binomial(runs, slack * nominal)."""
+    """Whether the empirical rate is compatible with at most ``slack`` times nominal at every level: the
+    number of false alarms does not exceed the 99.9 % quantile of Binomial(runs, slack * nominal)."""
     from scipy.stats import binom
 
     return all(row["alarms"] <= binom.ppf(0.999, report["runs"], min(1.0, slack * row["nominal"]))

@@ -14,6 +14,20 @@ forward pass) and compares the sample mean with ``exact(instance)``, which
 evaluates the *derived* symbolic result at the random instance.  ``wrong``
 holds plausible wrong formulas (negative controls) that the same comparison
 must reject.
+
+Teeth (enforced by ``python -m numeric.confirm`` at default counts, tested at 20
+seeds by ``tests/test_confirmations.py``): a Monte Carlo check (kind
+``monte_carlo``) detects a 1 % relative error of what it checks at ``samples``,
+has at least one wrong formula, and each wrong formula's expected gap is at least
+3x the rejection threshold (see :mod:`numeric.montecarlo`); at ``ci_samples`` its
+controls must still be rejected at every seed.  A :class:`DeterministicCheck` of
+kind ``exact`` is an identity to rounding whose ``run`` shows a wrong variant
+failing (``negative_controls``); kind ``experiment`` is an ODE or training run
+with its own statistics (t quantiles for few replicates).  Estimators are free to
+integrate out analytically what is Gaussian given the rest, to use cubature or
+control variates with exactly known means, as long as the per-sample values stay
+random (a check that cannot fail is ``exact``, not Monte Carlo) and the idea is
+stated in the sampler's docstring.
 """
 
 from __future__ import annotations

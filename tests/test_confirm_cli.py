@@ -44,7 +44,7 @@ def test_bad_input_exits_2_with_one_line_on_stderr():
         assert process.returncode == 2, (args, stderr)
         assert "Traceback" not in stderr, (args, stderr)
         assert len(stderr.strip().splitlines()) == 1, (args, stderr)
-        assert stderr.startswith("python -m numeric.confirm: error:"), (args, stderr)
+        assert stderr.startswith("error:"), (args, stderr)
         assert stdout == "", (args, stdout)
 
 
@@ -63,10 +63,12 @@ def test_json_output_of_one_quick_run():
     rows = json.loads(stdout)
     assert isinstance(rows, list) and len(rows) == 1
     row = rows[0]
-    for key in ("id", "passed", "z", "samples", "stderr", "detectable_rel_error", "device", "seconds",
-                "negative_controls", "max_z", "threshold", "mean", "exact"):
+    for key in ("id", "kind", "passed", "z", "samples", "stderr", "detectable_rel_error", "device", "seconds",
+                "negative_controls", "max_z", "threshold", "mean", "exact", "negative_control_expected_z",
+                "negative_control_margin", "power_ok", "seed"):
         assert key in row, key
     assert row["id"] == "gaussian.isserlis_4" and row["passed"] is True and row["ok"] is True
+    assert row["kind"] == "monte_carlo"
     assert row["samples"] == 100_000 and row["device"] == "cpu"
     assert np.asarray(row["z"]).shape == np.asarray(row["stderr"]).shape == np.asarray(row["exact"]).shape
     assert max(np.asarray(row["z"]).ravel()) == pytest.approx(row["max_z"])
@@ -76,6 +78,10 @@ def test_json_output_of_one_quick_run():
 
 # ------------------------------------------------------- in-process behaviour
 def _constant_sample(instance, batch, generator, device):
+    return 1.0 + 1e-3 * torch.randn((batch, 2), generator=generator, device=device, dtype=torch.float64)
+
+
+def _noisy_sample(instance, batch, generator, device):
     return 1.0 + torch.randn((batch, 2), generator=generator, device=device, dtype=torch.float64)
 
 
@@ -99,7 +105,7 @@ def test_missing_and_unregistered_checks_fail(monkeypatch, capsys):
 
     rows = confirm_module.confirm([], None, torch.device("cpu"), 0, progress=False)
     kinds = {row.id: (row.kind, row.ok) for row in rows}
-    assert kinds == {"fake.good": ("montecarlo", True), "fake.missing": ("missing", False),
+    assert kinds == {"fake.good": ("monte_carlo", True), "fake.missing": ("missing", False),
                      "fake.orphan": ("unregistered", False)}
     assert confirm_module.main(["--device", "cpu"]) == 1
     text = capsys.readouterr().out
@@ -111,7 +117,7 @@ def test_a_wrong_exact_value_or_unrejected_control_fails(monkeypatch, capsys):
     wrong_exact = MonteCarloCheck(id="fake.wrong", instance=lambda rng: {}, exact=lambda inst: np.full(2, 1.5),
                                   sample=_constant_sample, samples=2000, batch=1000)
     weak_control = MonteCarloCheck(id="fake.weak", instance=lambda rng: {}, exact=lambda inst: np.ones(2),
-                                   sample=_constant_sample, wrong={"too close": lambda inst: np.ones(2) + 1e-6},
+                                   sample=_constant_sample, wrong={"too close": lambda inst: np.ones(2) + 1e-7},
                                    samples=2000, batch=1000)
     broken = MonteCarloCheck(id="fake.broken", instance=lambda rng: {}, exact=lambda inst: 1 / 0,
                              sample=_constant_sample, samples=2000, batch=1000)
@@ -127,13 +133,32 @@ def test_a_wrong_exact_value_or_unrejected_control_fails(monkeypatch, capsys):
     assert payload[1]["negative_controls"] == {"too close": False}
 
 
-def test_result_power_is_the_most_sensitive_check():
-    from numeric.confirm import Row, result_power
-
-    rows = [Row(id="a", kind="montecarlo", passed=True, device="cpu", detectable_rel_error=0.05),
-            Row(id="a", kind="montecarlo", passed=True, device="cpu", detectable_rel_error=0.01),
-            Row(id="b", kind="deterministic", passed=True, device="cpu")]
-    assert result_power(rows) == {"a": 0.01, "b": None}
+def test_targets_are_enforced_at_default_samples(monkeypatch, capsys):
+    """At the defaults: power <= 1 %, every control's expected gap >= 3x the threshold, at least one control.
+    With --samples the power and margin targets are reported but not enforced; a check without controls fails."""
+    weak_power = MonteCarloCheck(id="fake.noisy", instance=lambda rng: {}, exact=lambda inst: np.ones(2),
+                                 sample=_noisy_sample, wrong={"zero": lambda inst: np.zeros(2)}, samples=2000, batch=1000)
+    coin_flip = MonteCarloCheck(id="fake.coin", instance=lambda rng: {}, exact=lambda inst: np.ones(2),
+                                sample=_constant_sample, wrong={"close": lambda inst: np.ones(2) + 2.0e-4},
+                                samples=2000, batch=1000)
+    toothless = MonteCarloCheck(id="fake.toothless", instance=lambda rng: {}, exact=lambda inst: np.ones(2),
+                                sample=_constant_sample, samples=2000, batch=1000)
+    _fake_registry(monkeypatch, ["fake.noisy", "fake.coin", "fake.toothless"],
+                   {"fake.noisy": [weak_power], "fake.coin": [coin_flip], "fake.toothless": [toothless]})
+    rows = {row.id: row for row in confirm_module.confirm([], None, torch.device("cpu"), 0, progress=False)}
+    noisy, coin, toothless_row = rows["fake.noisy"], rows["fake.coin"], rows["fake.toothless"]
+    assert noisy.passed and noisy.controls_rejected and noisy.power_ok is False and not noisy.ok
+    assert "detects only" in noisy.detail
+    # expected gap 2e-4 / (1e-3 / sqrt(2000)) ~ 8.9 standard errors: above the threshold, below 3x it
+    assert coin.passed and coin.controls_rejected and not coin.controls_strong and not coin.ok
+    assert "expected gap" in coin.detail
+    assert toothless_row.passed and not toothless_row.ok and "no negative control" in toothless_row.detail
+    rows = {row.id: row for row in confirm_module.confirm([], 2000, torch.device("cpu"), 0, progress=False)}
+    assert rows["fake.noisy"].ok and rows["fake.coin"].ok and not rows["fake.toothless"].ok
+    assert confirm_module.main(["--device", "cpu", "--format", "json"]) == 1
+    payload = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert payload["fake.noisy"]["power_ok"] is False
+    assert payload["fake.coin"]["negative_control_margin"]["close"] < 3
 
 
 def test_largest_term_scale_for_cancelling_formulas():

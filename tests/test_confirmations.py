@@ -119,3 +119,17 @@ def test_false_alarm_rate_is_calibrated(check):
 
     report = false_alarm_rates(check, runs=200, samples=max(2, check.ci_samples // 2))
     assert calibrated(report), report["levels"]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU")
+def test_every_check_on_cuda():
+    """The --device cuda path of every check (Monte Carlo at ci_samples, exact and experiment at defaults)."""
+    import torch
+
+    device = torch.device("cuda")
+    for check in MONTE_CARLO:
+        outcome = run_montecarlo(check, check.ci_samples, device, 0)
+        assert outcome.device.startswith("cuda") and outcome.passed and outcome.controls_rejected, _name(check)
+    for check in EXACT + EXPERIMENTS:
+        report = check.run(None, device, 0)
+        assert report["passed"], f"{_name(check)}: {report.get('detail')}"

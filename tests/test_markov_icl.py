@@ -117,7 +117,10 @@ def test_cli_small_json_and_figure(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert code == 0
-    results = json.loads(capsys.readouterr().out)
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["settings"]["seed"] == 0 and payload["settings"]["states"] == 3 and "torch" in payload["settings"]
+    assert payload["figure"] == str(figure)
+    results = payload["results"]
     for name in ("unigram", "bigram", "oracle", "linear", "linear_prev", "perm_mlp", "softmax1", "softmax2"):
         assert {"loss", "stderr"} <= set(results[name])
     assert figure.stat().st_size > 1000

@@ -30,7 +30,7 @@ def test_every_lsa_result_has_a_check():
 
     registered = {r.id for r in all_results() if r.module == "derive.lsa_optimum"}
     assert registered == LSA_IDS
-    assert {c.id for c in lsa.CHECKS} == LSA_IDS
+    assert {c.id for c in lsa.CHECKS + dyn.CHECKS} == LSA_IDS
 
 
 # ------------------------------------------------------------------ the model itself
@@ -207,8 +207,8 @@ def test_training_keeps_cross_blocks_at_zero_and_finds_gamma_inverse(tmp_path):
 
 
 def test_deterministic_checks_are_declared():
-    runs = {c.run for c in lsa.CHECKS if isinstance(c, DeterministicCheck)}
-    assert runs == {lsa.prediction_check, lsa.cross_gradient_symmetry_check, lsa.flow_check, lsa.training_check}
+    runs = {c.run for c in lsa.CHECKS + dyn.CHECKS if isinstance(c, DeterministicCheck)}
+    assert runs == {lsa.prediction_check, lsa.cross_gradient_symmetry_check, dyn.flow_check, dyn.training_check}
 
 
 # ------------------------------------------------------------------- command line
