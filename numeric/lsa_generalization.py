@@ -236,7 +236,7 @@ def limit_check(samples=None, device=None, seed: int = 0) -> dict[str, Any]:
     passed = rel < tol and all(rejected.values())
     detail = (f"c = {c:.3f}: error at N = M = 1e8 {finite:.9g}, limit_error {limit:.9g} (relative gap {rel:.1e}, "
               f"tolerance {tol:g}); wrong variants rejected: {rejected}")
-    return {"passed": passed, "detail": detail}
+    return {"passed": passed, "detail": detail, "negative_controls": rejected}
 
 
 def test_error_check(M: int, samples: int) -> MonteCarloCheck:
