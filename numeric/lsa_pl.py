@@ -149,7 +149,9 @@ def pl_experiment(samples=None, device=None, seed: int = 0) -> dict[str, Any]:
               f"constant [{min(tight_seed):.3g}, {max(tight_seed):.3g}] (valid, looser); the largest-eigenvalue bound "
               f"violated: {violated['largest eigenvalues']} (min ratio/bound {worst_wrong:.3g}); u**2 at its limit "
               f"violated: {limit_violated} (not required); " + "; ".join(rows))
-    return {"passed": bool(passed), "detail": detail}
+    return {"passed": bool(passed), "detail": detail,
+            "negative_controls": {"the largest-eigenvalue bound 2 u**2 lambda_max(Gamma Lambda) lambda_max(Lambda)":
+                                  violated["largest eigenvalues"]}}
 
 
 CHECKS = [DeterministicCheck(id="lsa.pl_inequality", run=pl_experiment, kind="experiment",

@@ -145,12 +145,12 @@ def least_squares_scale(samples_count=None, device=None, seed: int = 0, d: int =
     s_star = derived_value("scale", d, N)
     wrong = {"seed 1/3": 1.0 / 3.0, "fixed covariance N/(N + d + 1)": N / (N + d + 1)}
     within = abs(diag.mean() - s_star) <= quantile * se_diag and abs(off.mean()) <= quantile * se_off
-    rejected = {name: abs(diag.mean() - v) > quantile * se_diag for name, v in wrong.items()}
+    rejected = {name: bool(abs(diag.mean() - v) > quantile * se_diag) for name, v in wrong.items()}
     half = quantile * se_diag
     detail = (f"d = {d}, N = {N}: diagonal of V over {replicates} fits of {prompts} prompts {diag.mean():.5f} ± {half:.5f} "
               f"(t quantile {quantile:.2f} × se; {half / s_star:.2%} of the scale), derived scale {s_star:.5f}; "
               f"off-diagonal {off.mean():.5f} ± {quantile * se_off:.5f}; wrong scales rejected: {rejected}")
-    return {"passed": bool(within and all(rejected.values())), "detail": detail}
+    return {"passed": bool(within and all(rejected.values())), "detail": detail, "negative_controls": rejected}
 
 
 CHECKS = [

@@ -468,7 +468,7 @@ def asymptotic_check(samples=None, device="cpu", seed=0, ds=(20, 40), seeds=(6, 
     detail = (f"mean |rel dev| {', '.join(f'd={d}: {v:.3f}' for d, v in deviation.items())}; worst at d={max(ds)}: "
               f"{worst:.3f} (tolerance {TOLERANCE_40}); controls rejected: {controls}")
     return {"passed": passed, "detail": detail, "rows": rows, "deviation": deviation, "worst": worst,
-            "controls": controls}
+            "controls": controls, "negative_controls": controls}
 
 
 def double_descent_check(samples=None, device="cpu", seed=0, d=20, seeds=4) -> dict:
@@ -487,7 +487,8 @@ def double_descent_check(samples=None, device="cpu", seed=0, d=20, seeds=4) -> d
     ridgeless, ridge = curve(0.0), curve(0.5)
     peaked = lambda c: c[1] > 3 * max(c[0], c[2])  # noqa: E731
     passed = peaked(ridgeless) and not peaked(ridge)
-    return {"passed": passed, "detail": f"e_ICL at tau = 0.5, ~1, 2.5: ridgeless {np.round(ridgeless, 3).tolist()}, "
+    return {"passed": passed, "negative_controls": {"a peak at tau = 1 for lam = 0.5 too": not peaked(ridge)},
+            "detail": f"e_ICL at tau = 0.5, ~1, 2.5: ridgeless {np.round(ridgeless, 3).tolist()}, "
                                         f"lam = 0.5 {np.round(ridge, 3).tolist()} (control: no peak)"}
 
 
