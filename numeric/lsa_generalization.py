@@ -245,7 +245,7 @@ def test_error_check(M: int, samples: int) -> MonteCarloCheck:
                            sample=test_error_samples,
                            wrong={"seed Theorem 4.2 (variance term without 1/M)": seed_theorem,
                                   "unshifted formula (S = Sq = Lambda, Psi = I)": unshifted_formula},
-                           samples=samples, ci_samples=100_000, batch=100_000,
+                           samples=samples, ci_samples=100_000, batch=20_000,  # batch: peak memory of confirm under 400 MB
                            description=f"forward pass at a global minimizer, test length M = {M} {relation} N = 5, "
                                        "shifted S, Sq, Psi, noise")
 
@@ -257,7 +257,7 @@ CHECKS = [
                     sample=conditional_samples,
                     wrong={"seed: c**2 * q.T @ w at finite N": seed_c_squared,
                            "no scaling: q.T @ inv(Gamma) @ Lambda @ w": unscaled_mean},
-                    samples=300_000, ci_samples=100_000, batch=50_000,
+                    samples=300_000, ci_samples=100_000, batch=20_000,
                     description="conditional mean at fixed query and task, covariates scaled by c"),
     DeterministicCheck(id="lsa.covariate_shift", run=limit_check, kind="exact",
                        description="the finite error at N = M = 1e8 equals limit_error; wrong variants fail"),
