@@ -45,7 +45,7 @@ LABELS = {"training law": "training law", "query shift Sq = 4 Lambda": r"query s
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
 
-def train(Lambda: np.ndarray, N: int, steps: int, seed: int, batch: int = 1024) -> dict[str, Any]:
+def train(Lambda: np.ndarray, N: int, steps: int, seed: int, batch: int = 1024, device="cpu") -> dict[str, Any]:
     """Adam on the full W^PV, W^KQ from the seed's balanced start; fresh prompts every step."""
     d = Lambda.shape[0]
     rng = np.random.default_rng(seed)
@@ -56,37 +56,40 @@ def train(Lambda: np.ndarray, N: int, steps: int, seed: int, batch: int = 1024) 
     wkq = np.zeros((d + 1, d + 1))
     wpv[d, d] = sigma
     wkq[:d, :d] = sigma * theta @ theta.T
-    W_PV, W_KQ = (torch.tensor(w, dtype=DTYPE, requires_grad=True) for w in (wpv, wkq))
+    W_PV, W_KQ = (torch.tensor(w, dtype=DTYPE, device=device, requires_grad=True) for w in (wpv, wkq))
     opt = torch.optim.Adam([W_PV, W_KQ], lr=0.02)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 / (1.0 + 20.0 * k / steps) ** 2)
-    generator = torch.Generator().manual_seed(seed)
-    chol = on("cpu", np.linalg.cholesky(Lambda))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    chol = on(device, np.linalg.cholesky(Lambda))
     for _ in range(steps):
-        x = torch.randn((batch, N, d), generator=generator, dtype=DTYPE) @ chol.T
-        xq = torch.randn((batch, d), generator=generator, dtype=DTYPE) @ chol.T
-        w = torch.randn((batch, d), generator=generator, dtype=DTYPE)
+        x = torch.randn((batch, N, d), generator=generator, dtype=DTYPE, device=device) @ chol.T
+        xq = torch.randn((batch, d), generator=generator, dtype=DTYPE, device=device) @ chol.T
+        w = torch.randn((batch, d), generator=generator, dtype=DTYPE, device=device)
         y = (x @ w.unsqueeze(-1)).squeeze(-1)
         loss = 0.5 * ((lsa_predict(embed(x, y, xq), W_PV, W_KQ) - (w * xq).sum(-1)) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-    return {"W_PV": W_PV.detach().numpy(), "W_KQ": W_KQ.detach().numpy()}
+    return {"W_PV": W_PV.detach().cpu().numpy(), "W_KQ": W_KQ.detach().cpu().numpy()}
 
 
 def evaluate(weights: dict, law: dict, M: int, prompts: int, generator) -> tuple[float, float]:
-    """Mean and standard error of (ŷ − y_q)² over test prompts of length M from ``law``."""
+    """Mean and standard error of (ŷ − y_q)² over test prompts of length M from ``law`` (on the generator's device)."""
     d = law["S"].shape[0]
+    device = generator.device
     values = []
     for start in range(0, prompts, 50_000):
         b = min(50_000, prompts - start)
-        x = torch.randn((b, M, d), generator=generator, dtype=DTYPE) @ on("cpu", np.linalg.cholesky(law["S"])).T
-        xq = torch.randn((b, d), generator=generator, dtype=DTYPE) @ on("cpu", np.linalg.cholesky(law["Sq"])).T
-        w = torch.randn((b, d), generator=generator, dtype=DTYPE) @ on("cpu", np.linalg.cholesky(law["Psi"])).T
-        eps = law["sigma"] * torch.randn((b, M + 1), generator=generator, dtype=DTYPE)
+        def sample(shape, covariance):
+            return torch.randn(shape, generator=generator, dtype=DTYPE, device=device) @ on(
+                device, np.linalg.cholesky(law[covariance])).T
+
+        x, xq, w = sample((b, M, d), "S"), sample((b, d), "Sq"), sample((b, d), "Psi")
+        eps = law["sigma"] * torch.randn((b, M + 1), generator=generator, dtype=DTYPE, device=device)
         y = (x @ w.unsqueeze(-1)).squeeze(-1) + eps[:, :M]
-        yhat = lsa_predict(embed(x, y, xq), on("cpu", weights["W_PV"]), on("cpu", weights["W_KQ"]))
-        values.append(((yhat - (w * xq).sum(-1) - eps[:, M]) ** 2).numpy())
+        yhat = lsa_predict(embed(x, y, xq), on(device, weights["W_PV"]), on(device, weights["W_KQ"]))
+        values.append(((yhat - (w * xq).sum(-1) - eps[:, M]) ** 2).cpu().numpy())
     v = np.concatenate(values)
     return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))
 
@@ -105,11 +108,15 @@ def derived_error(Lambda, N, M, law, product=None) -> float:
     return float(test_error_any_product().evaluate({**values, "V": product}, d, N))
 
 
-def experiment(seed: int = 0, steps: int = 2000, prompts: int = 40_000, figure: str | None = None) -> dict:
+def experiment(seed: int = 0, steps: int = 2000, prompts: int = 40_000, figure: str | None = None,
+               device="cpu") -> dict:
+    """Train at N = 10 on N(0, Lambda) prompts, then measure the test error at the lengths and laws above."""
+    from numeric.options import run_settings
+
     start = time.perf_counter()
     Lambda = np.diag([0.5, 1.0, 1.5])
     d, N = 3, 10
-    weights = train(Lambda, N, steps, seed)
+    weights = train(Lambda, N, steps, seed, device=device)
     G = gamma(Lambda, N)
     trained_product = weights["W_PV"][d, d] * weights["W_KQ"][:d, :d]
     V = trained_product
@@ -119,7 +126,7 @@ def experiment(seed: int = 0, steps: int = 2000, prompts: int = 40_000, figure: 
             "query shift Sq = 4 Lambda": {"S": Lambda, "Sq": 4 * Lambda, "Psi": np.eye(d), "sigma": 0.0},
             "task shift + noise": {"S": Lambda, "Sq": Lambda, "Psi": np.diag([3.0, 1.0, 0.3]), "sigma": 0.5},
             "context shift S = 2 Lambda": {"S": 2 * Lambda, "Sq": Lambda, "Psi": np.eye(d), "sigma": 0.0}}
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = torch.Generator(device=device).manual_seed(seed + 1)
     points = []
     for name, law in laws.items():
         for M in LENGTHS:
@@ -142,7 +149,8 @@ def experiment(seed: int = 0, steps: int = 2000, prompts: int = 40_000, figure: 
     passed = residual < 0.02 and all(p["z"] <= threshold for p in points)
     report = {"d": d, "N": N, "steps": steps, "seed": seed, "prompts": prompts, "uU11_relative_error": residual,
               "max_cross": cross, "threshold": threshold, "points": points, "passed": bool(passed),
-              "seconds": time.perf_counter() - start}
+              "seconds": time.perf_counter() - start,
+              "settings": run_settings(seed, device, d=d, N=N, steps=steps, prompts=prompts)}
     if figure:
         report["figure"] = draw(points, Lambda, N, figure)
     return report
@@ -195,22 +203,21 @@ def draw(points, Lambda, N, path) -> str:
 
 def main(argv=None) -> int:
     from derive.cli import OneLineParser, UsageError
+    from numeric.device import resolve_device
+    from numeric.options import add_common_options
 
     parser = OneLineParser(prog="python -m numeric.lsa_shift",
                            description="Train the LSA, test it at other lengths and under covariate shift.")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the start, training and test prompts (>= 0)")
     parser.add_argument("--steps", type=int, default=2000, help="Adam steps (>= 100)")
     parser.add_argument("--prompts", type=int, default=40_000, help="test prompts per point (>= 1000)")
     parser.add_argument("--figure", default=str(DEFAULT_FIGURE), help="PNG path ('' for none)")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_common_options(parser, seed_help="seed of the start, training and test prompts")
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        raise UsageError(f"--seed must be non-negative, got {args.seed}")
     if args.steps < 100:
         raise UsageError(f"--steps must be at least 100, got {args.steps}")
     if args.prompts < 1000:
         raise UsageError(f"--prompts must be at least 1000, got {args.prompts}")
-    report = experiment(args.seed, args.steps, args.prompts, args.figure or None)
+    report = experiment(args.seed, args.steps, args.prompts, args.figure or None, device=resolve_device(args.device))
     if args.format == "json":
         print(json.dumps(report, indent=2))
     else:
