@@ -82,13 +82,18 @@ def test_monte_carlo_check_at_20_seeds_ci(check):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("check", EXACT, ids=_name)
-def test_exact_check_at_20_seeds(check):
+def _all_seeds_deterministic(check):
+    """Run a deterministic check (exact or experiment) at every seed: it passes and its wrong variants fail."""
     for seed in SEEDS:
         report = check.run(None, "cpu", seed)
         assert report["passed"], f"seed {seed}: {report.get('detail')}"
         controls = report.get("negative_controls", {})
         assert controls and all(controls.values()), f"seed {seed}: wrong variants {controls}"
+
+
+@pytest.mark.parametrize("check", EXACT, ids=_name)
+def test_exact_check_at_20_seeds(check):
+    _all_seeds_deterministic(check)
 
 
 @FULL
@@ -103,11 +108,7 @@ def test_monte_carlo_check_at_20_seeds_defaults(check):
 @pytest.mark.full
 @pytest.mark.parametrize("check", EXPERIMENTS, ids=_name)
 def test_experiment_at_20_seeds(check):
-    for seed in SEEDS:
-        report = check.run(None, "cpu", seed)
-        assert report["passed"], f"seed {seed}: {report.get('detail')}"
-        controls = report.get("negative_controls", {})
-        assert controls and all(controls.values()), f"seed {seed}: {controls}"
+    _all_seeds_deterministic(check)
 
 
 @FULL
