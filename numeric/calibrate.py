@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     if not 0 < args.fraction <= 10:
         raise UsageError(f"--fraction must be in (0, 10], got {args.fraction}")
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # as numeric.confirm: small tensors, one intra-op thread
     checks = [c for cs in all_checks().values() for c in cs if isinstance(c, MonteCarloCheck)]
     unknown = [i for i in args.ids if i not in {c.id for c in checks}]
     if unknown:

@@ -154,90 +154,75 @@ def quadratic_form(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bi,ij,bj->b", x, matrix, x)
 
 
-def brute_isserlis_4(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """``x x^T A x x^T`` per sample, shape ``(batch, d, d)``."""
-    x = gaussian_draws(instance, (batch,), generator, device)
-    d = x.shape[1]
-    a = _on(device, instance["A"])
-    values = quadratic_form(x, a)[:, None, None] * (x[:, :, None] * x[:, None, :])
-    assert values.shape == (batch, d, d)
+# The integrands, as functions of the draws x ((batch, d), or (batch, N, d) for the sample second moment).
+def isserlis_4_integrand(instance, x: torch.Tensor) -> torch.Tensor:
+    """``x x^T A x x^T = (x^T A x) x x^T``, shape ``(batch, d, d)``; homogeneous of degree 4 in x."""
+    values = quadratic_form(x, _on(x.device, instance["A"]))[:, None, None] * (x[:, :, None] * x[:, None, :])
+    assert values.shape == (x.shape[0], x.shape[1], x.shape[1])
     return values
 
 
-def brute_quadratic_forms(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """``(x^T A x)(x^T B x)`` per sample, shape ``(batch,)``."""
-    x = gaussian_draws(instance, (batch,), generator, device)
-    values = quadratic_form(x, _on(device, instance["A"])) * quadratic_form(x, _on(device, instance["B"]))
-    assert values.shape == (batch,)
-    return values
+def quadratic_forms_integrand(instance, x: torch.Tensor) -> torch.Tensor:
+    """``(x^T A x)(x^T B x)``, shape ``(batch,)``; degree 4."""
+    return quadratic_form(x, _on(x.device, instance["A"])) * quadratic_form(x, _on(x.device, instance["B"]))
 
 
-def brute_second_moment(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """``S A S`` with ``S = (1/N) sum_i x_i x_i^T`` over ``N`` fresh draws, shape ``(batch, d, d)``."""
-    n_draws = int(instance["N"])
-    x = gaussian_draws(instance, (batch, n_draws), generator, device)
-    d = x.shape[2]
-    s = torch.einsum("bni,bnj->bij", x, x) / n_draws
-    values = s @ _on(device, instance["A"]) @ s
-    assert values.shape == (batch, d, d)
-    return values
+def second_moment_integrand(instance, x: torch.Tensor) -> torch.Tensor:
+    """``S A S`` with ``S = (1/N) sum_i x_i x_i^T`` over the N draws of each sample, ``(batch, d, d)``; degree 4."""
+    s = torch.einsum("bni,bnj->bij", x, x) / x.shape[1]
+    return s @ _on(x.device, instance["A"]) @ s
 
 
-def brute_isserlis_6(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """``x x^T A x x^T B x x^T = (x^T A x)(x^T B x) x x^T`` per sample, shape ``(batch, d, d)``."""
-    x = gaussian_draws(instance, (batch,), generator, device)
-    d = x.shape[1]
-    scalar = quadratic_form(x, _on(device, instance["A"])) * quadratic_form(x, _on(device, instance["B"]))
-    values = scalar[:, None, None] * (x[:, :, None] * x[:, None, :])
-    assert values.shape == (batch, d, d)
-    return values
+def isserlis_6_integrand(instance, x: torch.Tensor) -> torch.Tensor:
+    """``x x^T A x x^T B x x^T = (x^T A x)(x^T B x) x x^T``, shape ``(batch, d, d)``; degree 6."""
+    return quadratic_forms_integrand(instance, x)[:, None, None] * (x[:, :, None] * x[:, None, :])
 
 
-BRUTE_SAMPLERS = {"gaussian.isserlis_4": brute_isserlis_4, "gaussian.quadratic_forms": brute_quadratic_forms,
-                  "gaussian.sample_second_moment": brute_second_moment, "gaussian.isserlis_6": brute_isserlis_6}
+# name -> (integrand, k: the integrand's degree is 2k, draws per sample (None: one draw))
+INTEGRANDS = {"gaussian.isserlis_4": (isserlis_4_integrand, 2, None),
+              "gaussian.quadratic_forms": (quadratic_forms_integrand, 2, None),
+              "gaussian.sample_second_moment": (second_moment_integrand, 2, SAMPLE_SECOND_MOMENT_N),
+              "gaussian.isserlis_6": (isserlis_6_integrand, 3, None)}
 
 
-def sample_isserlis_4(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """E[x x^T A x x^T | direction] = E[r^4] (v^T A v) v v^T, v = L z/|z| (radius integrated out), (batch, d, d)."""
-    x = direction_draws(instance, (batch,), generator, device)
-    d = x.shape[1]
-    values = chi_square_moment(d, 2) * quadratic_form(x, _on(device, instance["A"]))[:, None, None] * (
-        x[:, :, None] * x[:, None, :])
-    assert values.shape == (batch, d, d)
-    return values
+def brute_sampler(result_id: str):
+    """The plain per-draw estimator: the integrand at Gaussian draws x = L z."""
+    integrand, _, draws = INTEGRANDS[result_id]
+
+    def sample(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        shape = (batch,) if draws is None else (batch, int(instance["N"]))
+        return integrand(instance, gaussian_draws(instance, shape, generator, device))
+
+    sample.__name__ = f"brute_{result_id.split('.')[-1]}"
+    return sample
 
 
-def sample_quadratic_forms(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """E[(x^T A x)(x^T B x) | direction] = E[r^4] (v^T A v)(v^T B v), shape ``(batch,)``."""
-    x = direction_draws(instance, (batch,), generator, device)
-    values = chi_square_moment(x.shape[1], 2) * quadratic_form(x, _on(device, instance["A"])) * quadratic_form(
-        x, _on(device, instance["B"]))
-    assert values.shape == (batch,)
-    return values
+def radial_sampler(result_id: str):
+    """E[integrand | direction] = E[r^(2k)] integrand(L v): the radius integrated out (module docstring).
 
-
-def sample_second_moment(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """E[S A S | direction of (z_1..z_N)] = E[r^4] S_v A S_v, r^2 ~ chi^2_{N d}, shape ``(batch, d, d)``.
-
-    S is homogeneous of degree 2 in the stacked vector (z_1, ..., z_N) of the N draws, so S A S is of degree 4.
+    One draw: ``v`` uniform on the sphere of R^d, r^2 ~ chi^2_d; N draws per sample (the sample
+    second moment): the direction of the stacked (z_1, ..., z_N), r^2 ~ chi^2_{N d}.
     """
-    n_draws = int(instance["N"])
-    x = direction_draws(instance, (batch, n_draws), generator, device, sphere_dims=2)
-    d = x.shape[2]
-    s = torch.einsum("bni,bnj->bij", x, x) / n_draws
-    values = chi_square_moment(n_draws * d, 2) * (s @ _on(device, instance["A"]) @ s)
-    assert values.shape == (batch, d, d)
-    return values
+    integrand, k, draws = INTEGRANDS[result_id]
+
+    def sample(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        d = np.asarray(instance["Lambda"]).shape[0]
+        if draws is None:
+            x, dimension = direction_draws(instance, (batch,), generator, device), d
+        else:
+            n = int(instance["N"])
+            x, dimension = direction_draws(instance, (batch, n), generator, device, sphere_dims=2), n * d
+        return chi_square_moment(dimension, k) * integrand(instance, x)
+
+    sample.__name__ = f"radial_{result_id.split('.')[-1]}"
+    return sample
 
 
-def sample_isserlis_6(instance, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """E[(x^T A x)(x^T B x) x x^T | direction] = E[r^6] (v^T A v)(v^T B v) v v^T, shape ``(batch, d, d)``."""
-    x = direction_draws(instance, (batch,), generator, device)
-    d = x.shape[1]
-    scalar = quadratic_form(x, _on(device, instance["A"])) * quadratic_form(x, _on(device, instance["B"]))
-    values = chi_square_moment(d, 3) * scalar[:, None, None] * (x[:, :, None] * x[:, None, :])
-    assert values.shape == (batch, d, d)
-    return values
+BRUTE_SAMPLERS = {result_id: brute_sampler(result_id) for result_id in INTEGRANDS}
+sample_isserlis_4 = radial_sampler("gaussian.isserlis_4")
+sample_quadratic_forms = radial_sampler("gaussian.quadratic_forms")
+sample_second_moment = radial_sampler("gaussian.sample_second_moment")
+sample_isserlis_6 = radial_sampler("gaussian.isserlis_6")
 
 
 # ------------------------------------------------------ negative controls
@@ -351,7 +336,7 @@ CHECKS = [
             "one cross pairing": quadratic_forms_single_cross,
             "trace of product for product of traces": quadratic_forms_trace_of_product,
         },
-        samples=500_000,
+        samples=800_000,
         ci_samples=50_000,
         batch=25_000,
         description="E[(x^T A x)(x^T B x)], x ~ N(0, Lambda), d = 4",
@@ -381,7 +366,7 @@ CHECKS = [
             "unsymmetrized A, B": isserlis_6_unsymmetrized,
             "Lambda E[ab] only": isserlis_6_without_outer_pairings,
         },
-        samples=1_500_000,
+        samples=2_000_000,
         ci_samples=150_000,
         batch=25_000,
         description="E[x x^T A x x^T B x x^T], x ~ N(0, Lambda), d = 3",
