@@ -157,7 +157,7 @@ def _infinite_context(inst):
     return np.asarray(derived_error(inst["gamma"], 10 ** 9, inst["rho"], inst.get("w")))
 
 
-FINITE_D_SIZES = {"samples": 2_000_000, "ci_samples": 400_000, "batch": 200_000}
+FINITE_D_SIZES = {"samples": 2_000_000, "ci_samples": 400_000, "batch": 50_000}  # batch: confirm under 400 MB
 
 CHECKS = [
     MonteCarloCheck(
