@@ -39,6 +39,8 @@ def moment_derivation(expression: str, where: tuple = ()) -> Derivation:
                       context=CONTEXT)
 
 
+READING_ORDER = 10  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(
         id="gaussian.isserlis_4",

@@ -233,6 +233,8 @@ TOKENS = ("`n` context tokens (`n` is the context length N); token `j` carries `
           "`m` of them), `y[j]`, and its entries of the CG state: the iterate `alpha`, the residual `res` and "
           "the direction `p`",)
 SOURCES = (Source(CAWLEY2025, "Aim 1"), Source(HESTENES1952))
+READING_ORDER = 90  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(id="incontext.kernel_head", title="A head with features of width `m` computes `K @ p` exactly, and only "
                                              "for kernels of rank at most `m`",

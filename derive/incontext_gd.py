@@ -247,6 +247,8 @@ def derive_depth_t_gd() -> Derivation:
 
 PROMPT = ("one prompt: the context `X` (`n`×`d`, row `i` is `x[i].T`; `n` is the context length N), the labels "
           "`y` and the query `q`",)
+READING_ORDER = 80  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(id="incontext.one_layer_gd", title="One LSA layer predicts like one step of (preconditioned) GD from 0",
            equations=(Equation(f"at(yhat, {SUBSPACE})", "u * y.T @ X @ U11 @ q / n", value="on_subspace"),

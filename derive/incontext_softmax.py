@@ -71,6 +71,8 @@ def derive_softmax_smoother() -> Derivation:
         context=SOFTMAX)
 
 
+READING_ORDER = 100  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(id="incontext.softmax_smoother",
            title="Softmax attention is a row-normalised exponential-kernel smoother, not kernel ridge regression",

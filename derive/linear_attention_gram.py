@@ -220,6 +220,8 @@ def derive_previous_token_gram() -> Derivation:
         values=blocks, context=ONE_HOT, definitions={"gram21": blocks["gram21"], "readout": blocks["readout"]})
 
 
+READING_ORDER = 60  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(
         id="iclr.attention_factorization",

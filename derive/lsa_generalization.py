@@ -311,6 +311,8 @@ MODEL = ("training: prompts of length `N`, tokens ~ N(0, `Lambda`), tasks ~ N(0,
          "test: a prompt of length `M` read with the normalization `1/M`; context tokens `x[i]` ~ N(0, `S`), the "
          "query `q` ~ N(0, `Sq`), the task `w` ~ N(0, `Psi`), labels `w.T @ x[i] + eps[i]` and target "
          "`w.T @ q + eps` with `eps` ~ N(0, `sigma**2`), all independent")
+READING_ORDER = 30  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(id="lsa.test_error", title="The prediction error of the trained LSA at test length `M` (Theorem 4.2)",
            equations=(Equation("E((yhat - w.T @ q - eps)**2)", TEST_ERROR, value="test_error"),

@@ -337,6 +337,8 @@ def derive_balanced_invariant() -> Derivation:
 # ---------------------------------------------------------------- the registry
 
 ASSUMPTIONS = MODEL + ("`N >= 1`",)
+READING_ORDER = 20  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(id="lsa.prediction", title="The LSA prediction is a quadratic form in four blocks",
            equations=(Equation("yhat", "uHu", value="prediction"),

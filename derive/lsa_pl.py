@@ -100,6 +100,8 @@ def derive_pl() -> Derivation:
                                            "mu": p["mu"]})
 
 
+READING_ORDER = 50  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(id="lsa.pl_inequality",
            title="The Polyak–Łojasiewicz inequality along gradient flow and the linear rate",

@@ -182,6 +182,8 @@ def derive_random_covariance() -> Derivation:
 
 TEST_ERROR = ("d * (3 * M * N**2 + 2 * M * N * d + 10 * M * N + M * d**2 + 10 * M * d + 25 * M + 2 * N**2 * d "
               "+ 10 * N**2) / ((3 * N + d + 5)**2 * M)")
+READING_ORDER = 40  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(id="lsa.random_covariance",
            title="Training on random covariances: the trained scale, the prediction and the slides' '1/3'",

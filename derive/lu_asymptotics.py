@@ -548,6 +548,8 @@ def derive_double_descent() -> Derivation:
                                    "e_idg": _scalar(a_["e_idg"])})
 
 
+READING_ORDER = 70  # where this module's results stand in the document and the lists (lower first)
+
 RESULTS = [
     Result(id="lu.finite_d_error", title="The ICL error of a linear-attention readout `Gamma` at finite `d`",
            equations=(Equation(ERROR, value="e_icl"),),

@@ -195,8 +195,9 @@ def _package_modules() -> list[str]:
             continue
         module = importlib.import_module(f"derive.{info.name}")
         if hasattr(module, "RESULTS"):
-            names.append(module.__name__)
-    return sorted(names)
+            names.append((getattr(module, "READING_ORDER", 1000), module.__name__))
+    # a topic module's READING_ORDER places it in the document (lemmas first, then the results built on them)
+    return [name for _, name in sorted(names)]
 
 
 def user_modules() -> list[str]:

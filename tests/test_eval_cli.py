@@ -147,7 +147,7 @@ def check_attention(result_id, capsys):
         assert close(out["values"]["permuted"], attention(P @ X, **W))
         assert close(out["values"]["last_row"], attention(X, **W)[-1])
     else:
-        tokens = RNG.integers(0, K, size=L)
+        tokens = np.concatenate([RNG.permutation(K), RNG.integers(0, K, size=L - K)])  # every token occurs
         X = np.eye(K)[tokens]
         S, e = np.eye(L, k=-1), np.eye(L)[-1]
         Wk = {name: RNG.standard_normal((K, K)) for name in W}
