@@ -245,7 +245,7 @@ def test_error_check(M: int, samples: int) -> MonteCarloCheck:
                            sample=test_error_samples,
                            wrong={"seed Theorem 4.2 (variance term without 1/M)": seed_theorem,
                                   "unshifted formula (S = Sq = Lambda, Psi = I)": unshifted_formula},
-                           samples=samples, ci_samples=100_000, batch=20_000,  # batch: peak memory of confirm under 400 MB
+                           samples=samples, ci_samples=100_000, batch=5_000,  # batch: peak memory of confirm under 400 MB
                            description=f"forward pass at a global minimizer, test length M = {M} {relation} N = 5, "
                                        "shifted S, Sq, Psi, noise")
 

@@ -157,7 +157,7 @@ CHECKS = [
     MonteCarloCheck(id="lsa.random_covariance", instance=instance, exact=exact, sample=samples,
                     wrong={"the seed's scale 1/3": seed_scale,
                            "the fixed-covariance scale N/(N + d + 1)": fixed_covariance_scale},
-                    samples=1_100_000, ci_samples=100_000, batch=20_000,
+                    samples=1_100_000, ci_samples=100_000, batch=5_000,
                     description="noiseless test error on random-covariance prompts, forward pass"),
     DeterministicCheck(id="lsa.random_covariance", run=least_squares_scale, kind="experiment",
                        description="least squares over the mixture recovers the trained scale"),
