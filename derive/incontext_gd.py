@@ -322,9 +322,6 @@ RESULTS = [
 
 
 if __name__ == "__main__":
-    import sys
+    from derive.topic import run_topic
 
-    from derive.cli import run
-    from derive.topic import topic_main
-
-    sys.exit(run(lambda argv: topic_main("derive.incontext_gd", argv)))
+    run_topic(__spec__.name)

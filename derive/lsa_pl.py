@@ -134,9 +134,6 @@ RESULTS = [
 
 
 if __name__ == "__main__":
-    import sys
+    from derive.topic import run_topic
 
-    from derive.cli import run
-    from derive.topic import topic_main  # derive/topic.py (python -m derive.<topic> for every topic module)
-
-    sys.exit(run(lambda argv: topic_main("derive.lsa_pl", argv)))
+    run_topic(__spec__.name)

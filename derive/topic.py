@@ -3,7 +3,9 @@
 Every topic module (``derive/gaussian_moments.py``, ``derive/lsa_generalization.py``, …) ends with::
 
     if __name__ == "__main__":
-        sys.exit(run(lambda argv: topic_main("derive.gaussian_moments", argv)))
+        from derive.topic import run_topic
+
+        run_topic(__spec__.name)
 
 and so prints its results, in the order of its ``RESULTS``, as text (statement, assumptions,
 derivation), as a LaTeX document, or as JSON (the same objects as ``python -m derive show ID
@@ -15,12 +17,14 @@ from __future__ import annotations
 
 import json
 
-from derive.cli import OneLineParser
+import sys
+
+from derive.cli import OneLineParser, run
 from derive.engine.printing import prose
 from derive.registry import all_results
 from derive.report import latex_document, result_json, result_text
 
-__all__ = ["topic_main"]
+__all__ = ["topic_main", "run_topic"]
 
 
 def topic_main(module: str, argv=None) -> int:
@@ -38,3 +42,8 @@ def topic_main(module: str, argv=None) -> int:
     else:
         print("\n\n".join(result_text(r, k) for k, r in enumerate(results, 1)))
     return 0
+
+
+def run_topic(module: str) -> None:
+    """Entry point of ``python -m <module>``: :func:`topic_main` with bad input as one line and exit 2."""
+    sys.exit(run(lambda argv: topic_main(module, argv)))
