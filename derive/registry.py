@@ -42,7 +42,7 @@ from derive.engine.polynomial import Polynomial
 from derive.engine.statements import evaluate, unfold
 from derive.references import Reference
 
-__all__ = ["Source", "Equation", "Step", "Derivation", "Result", "all_results", "get", "result_modules",
+__all__ = ["Source", "Claim", "CLAIM_STATUSES", "Equation", "Step", "Derivation", "Result", "all_results", "get", "result_modules",
            "user_modules", "check_equations", "flat_values", "same", "ENTRY_POINT_GROUP", "ENVIRONMENT_VARIABLE"]
 
 ENTRY_POINT_GROUP = "icl_derive.results"
@@ -55,6 +55,43 @@ class Source:
 
     reference: Reference
     where: str = ""
+
+
+CLAIM_STATUSES = ("confirmed", "corrected", "cited", "open")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A quantitative claim of a source that a result settles (one row of the claims ledger).
+
+    ``source`` says who claims it and where (``Source(ZFB2024, "Theorem 4.2")``);
+    ``statement`` is the claim as the source states it (prose, math in the grammar
+    between backticks); ``status`` is one of :data:`CLAIM_STATUSES`:
+
+    * ``confirmed``: derived (and checked numerically) as stated;
+    * ``corrected``: the source is wrong or loose; ``settled`` gives the corrected
+      form and the numbers that decide it;
+    * ``cited``: a step the project takes from the literature without deriving it;
+      ``settled`` names the theorem and where it is proved;
+    * ``open``: not settled; ``settled`` says why.
+
+    ``equations`` are the 1-based numbers of the result's equations that settle it
+    (empty when the remarks do).  The ledger (``docs/claims.md``) and the claims
+    table of the document are generated from these declarations, so a claim is
+    listed once, next to the result that settles it.
+    """
+
+    source: Source
+    statement: str
+    status: str
+    settled: str = ""
+    equations: tuple = ()
+
+    def __post_init__(self):
+        if self.status not in CLAIM_STATUSES:
+            raise ValueError(f"claim status {self.status!r} is not one of {', '.join(CLAIM_STATUSES)}")
+        if self.status != "confirmed" and not self.settled:
+            raise ValueError(f"a {self.status} claim says how it is settled ({self.statement[:40]!r}…)")
 
 
 @dataclass(frozen=True)
@@ -108,6 +145,7 @@ class Result:
     sources: tuple = ()  # Source, ...
     assumptions: tuple = ()  # prose, math between backticks
     remarks: tuple = ()
+    claims: tuple = ()  # Claim, ...: the sources' claims this result settles (the claims ledger)
     module: str = ""  # filled in by all_results
 
     @functools.cached_property
@@ -234,6 +272,13 @@ def all_results() -> tuple:
             if result.id in seen:
                 raise ValueError(f"result id {result.id!r} is declared twice")
             seen.add(result.id)
+            for claim in result.claims:
+                if not isinstance(claim, Claim):
+                    raise ValueError(f"{result.id}: claims hold {type(claim).__name__}, not Claim")
+                bad = [n for n in claim.equations if not (isinstance(n, int) and 1 <= n <= len(result.equations))]
+                if bad:
+                    raise ValueError(f"{result.id}: a claim names equation(s) {bad}; the result has "
+                                     f"{len(result.equations)}")
             object.__setattr__(result, "module", name)
             results.append(result)
     return tuple(results)
